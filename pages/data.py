@@ -1,0 +1,248 @@
+"""Data page: add a dataset and become one with it (recipe step 1).
+
+Profile, histograms, the target, data-quality warnings and the rows, all computed by DuckDB over the snapshot.
+"""
+from __future__ import annotations
+
+import streamlit as st
+
+import ui
+from recipe_core import datasets, figures, queries
+from recipe_core.errors import RecipeError
+from recipe_core.store import KINDS
+
+sel = ui.sidebar()
+st.title("Data")
+
+
+# -- add a dataset ---------------------------------------------------------------------------------
+def add_dataset() -> None:
+    with st.form("upload", clear_on_submit=True, border=False):
+        upload = st.file_uploader(
+            "Upload CSV, TSV, Parquet, JSON, JSON Lines or Excel (.xlsx); gzip-compressed text works too",
+            key="upload_file",
+            max_upload_size=max(1, -(-sel.settings.max_upload_bytes // 2**20)),
+        )
+        name = st.text_input("Name (optional)", max_chars=200, key="upload_name")
+        submitted = st.form_submit_button("Add dataset", type="primary")
+    if submitted and upload is not None:
+        try:
+            with st.spinner(f"Reading {upload.name}…"):
+                record = datasets.ingest_bytes(
+                    sel.settings, sel.store, upload, source_name=upload.name, name=name.strip() or None
+                )
+        except RecipeError as e:
+            ui.show_error(e)
+            return
+        ui.catalog_changed()
+        ui.select_dataset(record.id)
+        st.session_state["flash"] = f"Added {record.name!r}: {record.n_rows:,} rows, {len(record.columns):,} columns."
+        st.rerun()
+
+
+with st.expander("Add a dataset", expanded=sel.record is None, icon=":material/upload:"):
+    add_dataset()
+if "flash" in st.session_state:
+    st.success(st.session_state.pop("flash"))
+if sel.record is None:
+    st.info("Upload a file above to start.")
+    st.stop()
+
+record = sel.record
+db = ui.db(sel)
+st.caption(
+    f"**{record.name}** · {record.n_rows:,} rows · {len(record.columns):,} columns · "
+    f"{record.fmt} from `{record.source_name}` · added {record.created_at}"
+)
+for note in record.notes:
+    st.warning(note, icon=":material/info:")
+
+VIEWS = ["Overview", "Columns", "Target", "Rows"]
+if st.query_params.get("row") is not None:
+    st.session_state.setdefault("data_view", "Rows")
+view = st.segmented_control("View", VIEWS, default="Overview", key="data_view", label_visibility="collapsed")
+
+try:
+    profile = ui.profile(sel)
+except RecipeError as e:
+    ui.show_error(e)
+    st.stop()
+
+
+# -- overview: warnings first, then the profile of every column -------------------------------------
+def overview() -> None:
+    st.subheader("Data-quality checks")
+    if not profile.warnings:
+        st.success("No warnings: no duplicates, constant, mostly-missing or ID-like columns, NaN/inf, outliers"
+                   + (", imbalance or leakage." if sel.target else ". Pick a target for imbalance and leakage."))
+    for w in profile.warnings:
+        st.warning(f"**{w.kind}**{'' if w.column is None else f' · `{w.column}`'}: {w.message}")
+    st.subheader("Every column")
+    st.dataframe(figures.profile_table(profile), hide_index=True, width="stretch")
+    with st.form("override_kind", border=False):
+        st.markdown("**Change how a column is treated**")
+        left, right, go = st.columns([3, 2, 1], vertical_alignment="bottom")
+        column = left.selectbox("Column", record.column_names)
+        kind = right.selectbox("Treat as", KINDS)
+        if go.form_submit_button("Apply"):
+            try:
+                sel.store.set_column_kind(record.id, column, kind)
+            except RecipeError as e:
+                ui.show_error(e)
+            else:
+                ui.catalog_changed()
+                st.rerun()
+
+
+# -- columns: a grid of histograms ------------------------------------------------------------------
+def columns_grid() -> None:
+    names = record.column_names
+    picked = st.multiselect("Only these columns", names, placeholder="all columns")
+    names = picked or names
+    per_page = 12
+    n_pages = max(1, -(-len(names) // per_page))
+    page_no = st.pagination(n_pages, key="columns_page") if n_pages > 1 else 1
+    kinds = {c.name: c.kind for c in record.columns}
+    grid = st.columns(3)
+    for i, name in enumerate(names[(page_no - 1) * per_page : page_no * per_page]):
+        with grid[i % 3]:
+            try:
+                hist = ui.histogram(sel, name)
+            except RecipeError as e:
+                ui.show_error(e)
+                continue
+            st.plotly_chart(figures.histogram_figure(hist, name, kinds[name]), key=f"hist_{i}")
+
+
+# -- target: its balance, and each feature against it ------------------------------------------------
+def target_view() -> None:
+    if sel.target is None:
+        st.info("Pick a target column in the sidebar to see its balance and each feature against it.")
+        return
+    task = ui.task(sel)
+    st.caption(f"`{sel.target}` looks like a **{task}** target.")
+    hist = ui.histogram(sel, sel.target)
+    if task == "classification":
+        st.plotly_chart(figures.class_balance_figure(hist, sel.target))
+    else:
+        st.plotly_chart(figures.target_distribution_figure(hist, sel.target))
+    features = [c for c in record.column_names if c != sel.target]
+    if not features:
+        return
+    feature = st.selectbox("Feature", features, key="target_feature")
+    try:
+        rel = ui.target_relation(sel, feature, task)
+    except RecipeError as e:
+        ui.show_error(e)
+        return
+    st.plotly_chart(figures.target_relation_figure(rel, feature, sel.target, task))
+
+
+# -- rows: filter, search, sort, page, sample, extremes, detail, export --------------------------------
+def rows_view() -> None:
+    state = st.session_state.setdefault(f"rows:{record.id}", {"filters": []})
+    with st.form("add_filter", clear_on_submit=True, border=False):
+        c1, c2, c3, c4 = st.columns([3, 2, 3, 1], vertical_alignment="bottom")
+        f_col = c1.selectbox("Filter column", record.column_names)
+        f_op = c2.selectbox("Operator", queries.OPS)
+        f_val = c3.text_input("Value", max_chars=1000)
+        if c4.form_submit_button("Add filter"):
+            state["filters"].append(queries.Filter(f_col, f_op, f_val))
+    for i, f in enumerate(state["filters"]):
+        text = f"`{f.column}` {f.op}" + ("" if f.op in ("is missing", "is not missing") else f" {f.value!r}")
+        if st.button(f"✕ {text}", key=f"rm_filter_{i}", help="Remove this filter"):
+            state["filters"].pop(i)
+            st.rerun()
+    c1, c2, c3, c4 = st.columns([3, 3, 1, 2], vertical_alignment="bottom")
+    search = c1.text_input("Search text columns", max_chars=1000, key=f"search:{record.id}")
+    sort_options = [None, *record.column_names]
+    sort = c2.selectbox("Sort by", sort_options, format_func=lambda c: "file order" if c is None else c,
+                        key=f"sort:{record.id}")
+    descending = c3.toggle("Descending", key=f"desc:{record.id}")
+    mode = c4.segmented_control("Mode", ["Pages", "Random sample"], default="Pages", key=f"mode:{record.id}")
+    with st.expander("Expert: WHERE expression", icon=":material/code:"):
+        where = st.text_area(
+            "A SQL expression over the columns (quote names with spaces in double quotes)",
+            placeholder='"mean radius" > 15 AND diagnosis = \'benign\'',
+            max_chars=5000,
+            key=f"where:{record.id}",
+        )
+    with st.expander("Show extremes", icon=":material/unfold_more:"):
+        e1, e2, e3 = st.columns([3, 1, 1], vertical_alignment="bottom")
+        ext_col = e1.selectbox("Column", record.column_names, key="extremes_column")
+        if e2.button("Smallest"):
+            state["extremes"] = (ext_col, False)
+        if e3.button("Largest"):
+            state["extremes"] = (ext_col, True)
+
+    page_size = 50
+    page_key = f"page:{record.id}"
+    seed = None
+    if mode == "Random sample":
+        seed = st.number_input("Sample seed", min_value=0, max_value=2**31 - 1, value=0, step=1)
+    q = queries.RowQuery(
+        filters=tuple(state["filters"]),
+        where=where.strip(),
+        search=search.strip(),
+        sort=sort,
+        descending=descending,
+        limit=page_size,
+        offset=(st.session_state.get(page_key, 1) - 1) * page_size,
+        sample_seed=seed,
+    )
+    try:
+        if "extremes" in state:
+            ext_col, largest = state.pop("extremes")
+            rows = queries.extremes(db, ext_col, n=page_size, largest=largest)
+            st.caption(f"The {'largest' if largest else 'smallest'} values of `{ext_col}`")
+            n_total = len(rows)
+        else:
+            result = queries.page(db, q)
+            rows, n_total = result.rows, result.n_total
+            st.caption(f"{n_total:,} matching rows · {result.seconds * 1000:.0f} ms")
+    except RecipeError as e:
+        ui.show_error(e)
+        return
+    picked = st.dataframe(rows, on_select="rerun", selection_mode="single-row", key="rows_table", width="stretch")
+    n_pages = max(1, -(-n_total // page_size))
+    if seed is None and n_pages > 1:
+        if st.session_state.get(page_key, 1) > n_pages:  # the filters changed under a deep page
+            st.session_state[page_key] = 1
+            st.rerun()
+        p1, p2 = st.columns([4, 1], vertical_alignment="bottom")
+        with p1:
+            st.pagination(n_pages, key=page_key)
+        p2.number_input("Go to page", 1, n_pages, value=None, key=f"jump:{record.id}",
+                        on_change=_jump, args=(f"jump:{record.id}", page_key))
+    st.download_button(
+        "Download matching rows (CSV)",
+        data=lambda: queries.export_csv(db, q),
+        file_name=f"{record.name}-rows.csv",
+        mime="text/csv",
+        icon=":material/download:",
+    )
+    chosen = picked.selection.rows if picked is not None else []
+    row_id = rows.index[chosen[0]] if chosen else st.query_params.get("row")
+    if row_id is not None:
+        row_detail(row_id)
+
+
+def _jump(jump_key: str, page_key: str) -> None:
+    if st.session_state[jump_key] is not None:
+        st.session_state[page_key] = int(st.session_state[jump_key])
+        st.session_state[jump_key] = None
+
+
+def row_detail(row_id) -> None:
+    try:
+        values = queries.row(db, int(row_id))
+    except (RecipeError, ValueError):
+        st.error(f"No row {row_id!r} in this dataset.")
+        return
+    st.subheader(f"Row {int(row_id):,}")
+    st.dataframe(
+        {"column": list(values), "value": [str(v) for v in values.values()]}, hide_index=True, width="stretch"
+    )
+
+
+{"Overview": overview, "Columns": columns_grid, "Target": target_view, "Rows": rows_view}[view or "Overview"]()

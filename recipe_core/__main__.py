@@ -1,0 +1,188 @@
+"""The CLI: python -m recipe_core <command>. Thin like a page: parse, call the core, print.
+
+With --json each command prints one JSON document on stdout. Errors print one line starting "error:" on
+stderr and exit non-zero, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from dataclasses import asdict
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+
+from recipe_core import datasets, profiles, queries
+from recipe_core.config import load_settings
+from recipe_core.errors import RecipeError
+from recipe_core.store import KINDS, DatasetRecord, Store
+
+
+def dataset_json(r: DatasetRecord) -> dict:
+    return {
+        "id": r.id,
+        "name": r.name,
+        "n_rows": r.n_rows,
+        "columns": [{"name": c.name, "type": c.kind, "dtype": c.dtype} for c in r.columns],
+        "format": r.fmt,
+        "source_name": r.source_name,
+        "created_at": r.created_at,
+        "notes": list(r.notes),
+    }
+
+
+def plain(value):
+    """JSON-safe: NaN/inf become null, dates become ISO strings, numpy scalars become Python ones."""
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.hex()
+    return value
+
+
+def cmd_ingest(args, settings, store) -> dict:
+    path = Path(args.path)
+    if not path.is_file():
+        raise RecipeError(f"no such file: {args.path}")
+    record = datasets.ingest_file(settings, store, path, name=args.name)
+    return dataset_json(record)
+
+
+def cmd_datasets(args, settings, store) -> list:
+    return [dataset_json(r) for r in store.list_datasets()]
+
+
+def cmd_profile(args, settings, store) -> dict:
+    record = store.get_dataset(args.dataset)
+    if args.target is not None:
+        record.column(args.target)
+    db = queries.DatasetDB(settings, record)
+    try:
+        p = profiles.profile(db, args.target)
+    finally:
+        db.close()
+    return {
+        "n_rows": p.n_rows,
+        "columns": [asdict(c) for c in p.columns],
+        "warnings": [{"kind": w.kind, "column": w.column, "message": w.message, "value": w.value} for w in p.warnings],
+    }
+
+
+def cmd_query(args, settings, store) -> dict:
+    record = store.get_dataset(args.dataset)
+    q = queries.RowQuery(
+        where=args.where or "",
+        search=args.search or "",
+        sort=args.sort,
+        descending=args.desc,
+        limit=args.limit,
+        offset=args.offset,
+    )
+    db = queries.DatasetDB(settings, record)
+    try:
+        page = queries.page(db, q)
+    finally:
+        db.close()
+    rows = [{"__row_id": int(i), **r} for i, r in zip(page.rows.index, page.rows.to_dict("records"))]
+    return {"n_total": page.n_total, "rows": rows}
+
+
+def cmd_set_type(args, settings, store) -> dict:
+    return dataset_json(store.set_column_kind(store.get_dataset(args.dataset).id, args.column, args.type))
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, like every other error; `--help` still shows the usage
+        print(f"error: {message} (see --help)", file=sys.stderr)
+        sys.exit(2)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m recipe_core", description="Recipe: the training recipe, from a terminal.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    s = sub.add_parser("ingest", help="add a dataset file (CSV, TSV, Parquet, JSON, JSON Lines, xlsx, gzip)")
+    s.add_argument("path")
+    s.add_argument("--name")
+    s.set_defaults(run=cmd_ingest)
+
+    s = sub.add_parser("datasets", help="list the registered datasets")
+    s.set_defaults(run=cmd_datasets)
+
+    s = sub.add_parser("profile", help="profile every column and list the data-quality warnings")
+    s.add_argument("dataset", help="id or name")
+    s.add_argument("--target")
+    s.set_defaults(run=cmd_profile)
+
+    s = sub.add_parser("query", help="filter, search, sort and page through rows")
+    s.add_argument("dataset", help="id or name")
+    s.add_argument("--where", help="a SQL expression over the columns (validated, sandboxed)")
+    s.add_argument("--search", help="case-insensitive text searched in text columns")
+    s.add_argument("--sort", help="column to sort by")
+    s.add_argument("--desc", action="store_true", help="sort descending")
+    s.add_argument("--limit", type=int, default=50)
+    s.add_argument("--offset", type=int, default=0)
+    s.set_defaults(run=cmd_query)
+
+    s = sub.add_parser("set-type", help="change how a column is treated")
+    s.add_argument("dataset", help="id or name")
+    s.add_argument("column")
+    s.add_argument("type", choices=KINDS)
+    s.set_defaults(run=cmd_set_type)
+
+    for s in sub.choices.values():
+        s.add_argument("--json", action="store_true", help="print one JSON document")
+    return p
+
+
+def show(command: str, out) -> str:
+    """The human-readable form of a command's result."""
+    if command in ("ingest", "set-type"):
+        return f"{out['name']}  id {out['id']}  {out['n_rows']:,} rows  {len(out['columns'])} columns"
+    if command == "datasets":
+        return "\n".join(f"{d['id']}  {d['n_rows']:>10,} rows  {d['name']}" for d in out) or "no datasets"
+    if command == "profile":
+        lines = [f"{out['n_rows']:,} rows"]
+        lines += [f"  {c['name']}: {c['kind']}, {c['n_missing']:,} missing, {c['n_distinct']:,} distinct" for c in out["columns"]]
+        lines += [f"warning [{w['kind']}] {w['column'] or ''}: {w['message']}" for w in out["warnings"]]
+        return "\n".join(lines)
+    if command == "query":
+        lines = [f"{out['n_total']:,} matching rows"]
+        lines += [json.dumps(r, ensure_ascii=False, default=str) for r in out["rows"]]
+        return "\n".join(lines)
+    return json.dumps(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        settings = load_settings()
+        store = Store(settings.store_url)
+        out = plain(args.run(args, settings, store))
+    except RecipeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # a bug: still one line, never a traceback
+        print(f"error: unexpected {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", file=sys.stderr)
+        return 1
+    print(json.dumps(out, ensure_ascii=False) if args.json else show(args.command, out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,842 @@
+"""Column profiles, data-quality warnings, histograms and feature-vs-target summaries, all computed in DuckDB.
+
+Everything is SQL over the view `data` of a DatasetDB, many columns per query; only small summaries reach pandas.
+"""
+from __future__ import annotations
+
+import math
+import re
+import time
+import weakref
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from recipe_core.errors import BadInput, QueryFailed
+from recipe_core.queries import DatasetDB, quote_ident
+from recipe_core.snapshot import ROW_ID
+
+# Up to this many rows, distinct counts and quantiles are exact; above it DuckDB's sketches (HyperLogLog,
+# t-digest) keep memory bounded under the connection's memory_limit (exact ones hold every value).
+EXACT_MAX_ROWS = 1_000_000
+CHUNK_COLUMNS = 200  # at most this many columns aggregated by one query
+QUERY_BUDGET = 80_000_000  # weighted column-rows per query: a few seconds on 2 cores, far under the watchdog
+EXACT_CELLS = 10_000_000  # exact quantiles/distinct counts buffer their values: cap column-rows per query
+# Exact distinct counts: count(DISTINCT) costs a few MB per aggregate whatever the size of the data (100 of them
+# overflow 256 MB), so short tables count through list_unique(list(v)), whose memory follows the data instead.
+LIST_DISTINCT_MAX_ROWS = 20_000
+DISTINCT_MAX = 24  # count(DISTINCT ...) aggregates per query
+GROUPING_MAX = 32  # DuckDB's GROUPING() takes fewer than 64 columns
+TOP_EXACT_DISTINCT = 100_000  # on large data, columns with more values get top values from a sketch
+N_TOP = 5  # top values kept per column in the profile
+MAX_CLASSES = 1000  # a classification target with more classes gets no imbalance or leakage check
+REGRESSION_MIN_DISTINCT = 21  # a numeric target with more distinct values than 20 is a regression target
+LEAK_BINS = 20  # numeric features are cut into this many quantile bins for the leakage lookup
+LEAK_MIN_TEST = 30  # fewer held-out rows than this: no leakage verdict
+MIN_ROWS_ID = 20  # on tiny tables every column is unique; do not call that an ID
+OUTLIER_IQR = 3.0
+QUANTILES = tuple(round(0.05 * i, 2) for i in range(1, 20))  # 0.05 .. 0.95; also the leakage bin edges
+_QI = {"p05": 0, "p25": 4, "p50": 9, "p75": 14, "p95": 18}  # positions in QUANTILES
+OTHER = "(other)"
+
+INT_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT",
+             "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT", "UHUGEINT"}
+FLOAT_TYPES = {"FLOAT", "DOUBLE"}
+DATETIME_TYPES = {"DATE", "TIMESTAMP", "TIMESTAMP WITH TIME ZONE", "TIMESTAMP_S", "TIMESTAMP_MS", "TIMESTAMP_NS"}
+_ID_NAME = re.compile(r"(?i)^(id|uuid|guid|key|index)$|[_\s.-](id|uuid|guid|key)$|[a-z]I[Dd]$")
+
+
+@dataclass(frozen=True)
+class ColumnProfile:
+    name: str
+    dtype: str  # DuckDB type as seen through the view (after kind overrides)
+    kind: str  # how it was summarized: numeric, categorical, text, boolean, datetime
+    n: int  # non-missing values (NaN counts as present; see n_nan)
+    n_missing: int  # NULLs
+    n_distinct: int  # among non-missing values; an estimate when Profile.approximate
+    min: object
+    max: object
+    mean: float | None  # numeric: over finite values; boolean: share of True
+    std: float | None  # sample standard deviation (ddof=1), like pandas
+    quantiles: dict  # {"p05", "p25", "p50", "p75", "p95"} for numeric, else {}
+    top_values: list  # [(value, count)] up to 5, most frequent first (categorical, text, boolean)
+    n_nan: int = 0
+    n_inf: int = 0
+    mean_length: float | None = None  # text: mean length in characters
+
+
+@dataclass(frozen=True)
+class DataWarning:
+    kind: str  # duplicates, constant, missing, id_like, nan_inf, imbalance, outliers, leakage
+    column: str | None
+    message: str  # one line with its numbers
+    value: float  # the main number: a count, a share, a ratio or a score (see each check)
+
+
+@dataclass(frozen=True)
+class Profile:
+    n_rows: int
+    columns: list[ColumnProfile]
+    warnings: list[DataWarning]
+    seconds: float
+    approximate: bool = False  # distinct counts and quantiles are sketches (more than EXACT_MAX_ROWS rows)
+    task: str | None = None  # of the target, when one was given
+    notes: list[str] = field(default_factory=list)  # checks that could not run, and why
+
+    def column(self, name: str) -> ColumnProfile:
+        return next(c for c in self.columns if c.name == name)
+
+
+# -- columns as the view sees them ---------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Col:
+    name: str
+    dtype: str
+    treat: str  # numeric, categorical, text, boolean, datetime
+
+    @property
+    def q(self) -> str:
+        return quote_ident(self.name)
+
+    @property
+    def is_float(self) -> bool:
+        return self.dtype in FLOAT_TYPES
+
+    @property
+    def is_int(self) -> bool:
+        return self.dtype in INT_TYPES
+
+    @property
+    def v(self) -> str:
+        """The value to group and count by; nested values are compared as text."""
+        nested = self.dtype.endswith("]") or self.dtype.startswith(("STRUCT", "MAP", "UNION"))
+        return f"CAST({self.q} AS VARCHAR)" if nested else self.q
+
+    @property
+    def x(self) -> str:
+        """A DOUBLE to bin or summarize: the number, the instant in microseconds, or the text length."""
+        if self.treat == "numeric":
+            return self.q if self.dtype == "DOUBLE" else f"CAST({self.q} AS DOUBLE)"
+        if self.treat == "datetime":
+            ts = self.q if self.dtype == "TIMESTAMP WITH TIME ZONE" else f"CAST({self.q} AS TIMESTAMP)"
+            return f"CAST(epoch_us({ts}) AS DOUBLE)"
+        return f"CAST(length(CAST({self.q} AS VARCHAR)) AS DOUBLE)"
+
+    @property
+    def x_is_int(self) -> bool:
+        """x only takes whole values, so small ranges get one bin per value."""
+        return self.is_int or self.dtype == "BOOLEAN" or self.treat in ("text", "categorical", "boolean")
+
+
+def _treatment(kind: str, dtype: str) -> str:
+    # A kind the stored type cannot honour (e.g. numeric on a DATE) falls back to counting values.
+    numeric_type = dtype in INT_TYPES or dtype in FLOAT_TYPES or dtype.startswith("DECIMAL") or dtype == "BOOLEAN"
+    if kind == "numeric" and numeric_type:
+        return "numeric"
+    if kind == "datetime" and dtype in DATETIME_TYPES:
+        return "datetime"
+    if kind == "boolean" and dtype == "BOOLEAN":
+        return "boolean"
+    if kind == "text":
+        return "text"
+    return "categorical"
+
+
+_schemas: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _columns(db: DatasetDB) -> list[_Col]:
+    """User columns with the types of the view `data` (a DatasetDB's view never changes, so cache per db)."""
+    cols = _schemas.get(db)
+    if cols is None:
+        types = {r[0]: r[1] for r in db.rows("DESCRIBE data")}
+        cols = [_Col(c.name, types[c.name], _treatment(c.kind, types[c.name])) for c in db.record.columns]
+        _schemas[db] = cols
+    return cols
+
+
+def _column(db: DatasetDB, name: str) -> _Col:
+    db.record.column(name)  # NotFound with a clear message
+    return next(c for c in _columns(db) if c.name == name)
+
+
+def _n_rows(db: DatasetDB) -> int:
+    return int(db.rows("SELECT count(*) FROM data")[0][0])
+
+
+_STATS_COST = {"numeric": 4, "text": 2}  # quantiles dominate the first pass; text needs length()
+
+
+def _chunks(cols: list[_Col], n_rows: int, exact: bool, max_cols: int = CHUNK_COLUMNS, cost_of=_STATS_COST):
+    """Split columns into queries by estimated cost, so each stays quick and within memory."""
+    rows = max(n_rows, 1)
+    chunk: list[_Col] = []
+    cost = cells = 0
+    for c in cols:
+        w = cost_of.get(c.treat, 1) * rows
+        if chunk and (len(chunk) >= max_cols or cost + w > QUERY_BUDGET or (exact and cells + rows > EXACT_CELLS)):
+            yield chunk
+            chunk, cost, cells = [], 0, 0
+        chunk.append(c)
+        cost += w
+        cells += rows
+    if chunk:
+        yield chunk
+
+
+# -- the profile ------------------------------------------------------------------------------------
+
+def profile(db: DatasetDB, target: str | None = None) -> Profile:
+    """One ColumnProfile per user column, and the data-quality warnings (with the target's, when given)."""
+    start = time.perf_counter()
+    cols = _columns(db)
+    tcol = _column(db, target) if target is not None else None
+    n_rows = _n_rows(db)
+    exact = n_rows <= EXACT_MAX_ROWS
+    notes: list[str] = []
+
+    # Pass 1: counts, distincts, moments, quantiles, lengths; duplicates ride along when one query suffices.
+    wide = exact and n_rows > LIST_DISTINCT_MAX_ROWS
+    chunks = list(_chunks(cols, n_rows, exact, max_cols=DISTINCT_MAX if wide else CHUNK_COLUMNS))
+    stats: dict[str, dict] = {}
+    n_dup = None
+    for chunk in chunks:
+        extra = [_distinct_rows_sql(cols)] if len(chunks) == 1 else []
+        sql, keys = _stats_sql(chunk, n_rows, exact, extra)
+        row = db.rows(sql)[0]
+        for (name, stat), value in zip(keys, row):
+            stats.setdefault(name, {})[stat] = value
+        if extra:
+            n_dup = n_rows - int(row[-1])
+    if n_dup is None:
+        try:
+            n_dup = n_rows - int(db.rows(f"SELECT {_distinct_rows_sql(cols)} FROM data")[0][0])
+        except QueryFailed as e:
+            notes.append(f"duplicate rows not checked: {e}")
+
+    # Pass 2: top values, outlier counts.
+    tops = _top_values(db, cols, stats, n_rows, exact)
+    fences = {c.name: _fences(stats[c.name]) for c in cols if c.treat == "numeric"}
+    fences = {k: v for k, v in fences.items() if v is not None}
+    n_out = _outlier_counts(db, [c for c in cols if c.name in fences], fences, n_rows)
+
+    profiles = [_column_profile(c, stats[c.name], tops.get(c.name, []), n_rows) for c in cols]
+    by_name = {p.name: p for p in profiles}
+    id_like = {p.name for c, p in zip(cols, profiles) if _id_like(c, p, stats[c.name], n_rows, exact)}
+
+    warnings: list[DataWarning] = []
+    if n_dup:
+        warnings.append(DataWarning("duplicates", None, f"{n_dup:,} exact duplicate rows ({_pct(n_dup, n_rows)})",
+                                    float(n_dup)))
+    task = None
+    if tcol is not None:
+        tprof = by_name[tcol.name]
+        task = _task_from(db, tcol, tprof.n_distinct, exact)
+        try:
+            edges = {name: st["q"] for name, st in stats.items() if st.get("q")}
+            warnings += _target_checks(db, tcol, tprof, task, cols, by_name, edges, id_like, n_rows, notes)
+        except QueryFailed as e:
+            notes.append(f"target checks not run: {e}")
+    for c, p in zip(cols, profiles):
+        warnings += _column_warnings(c, p, n_rows, c.name in id_like, n_out.get(c.name), fences.get(c.name))
+    return Profile(n_rows=n_rows, columns=profiles, warnings=warnings, seconds=time.perf_counter() - start,
+                   approximate=not exact, task=task, notes=notes)
+
+
+def _distinct_sql(c: _Col, n_rows: int, exact: bool) -> str:
+    if not exact:
+        return f"approx_count_distinct({c.v})"
+    return f"list_unique(list({c.v}))" if n_rows <= LIST_DISTINCT_MAX_ROWS else f"count(DISTINCT {c.v})"
+
+
+def _stats_sql(chunk: list[_Col], n_rows: int, exact: bool, extra: list[str]) -> tuple[str, list[tuple[str, str]]]:
+    """One aggregate query over a chunk of columns; keys name each output (column, statistic); extra last."""
+    parts: list[str] = []
+    keys: list[tuple[str, str]] = []
+
+    def add(c: _Col, stat: str, sql: str) -> None:
+        parts.append(sql)
+        keys.append((c.name, stat))
+
+    qlist = "[" + ", ".join(str(q) for q in QUANTILES) + "]"
+    for c in chunk:
+        add(c, "n", f"count({c.q})")
+        add(c, "distinct", _distinct_sql(c, n_rows, exact))
+        if c.treat == "numeric":
+            x = c.x
+            fin = f" FILTER (WHERE isfinite({x}))" if c.is_float else ""
+            if c.is_float:
+                add(c, "nan", f"count(*) FILTER (WHERE isnan({x}))")
+                add(c, "inf", f"count(*) FILTER (WHERE isinf({x}))")
+            add(c, "min", f"min({c.q})" if c.is_int else f"min({x}){fin}")
+            add(c, "max", f"max({c.q})" if c.is_int else f"max({x}){fin}")
+            add(c, "mean", f"avg({x}){fin}")
+            add(c, "std", f"stddev_samp({x}){fin}")
+            add(c, "q", f"{'quantile_cont' if exact else 'approx_quantile'}({x}, {qlist}){fin}")
+        elif c.treat == "datetime":
+            add(c, "min", f"min({c.q})")
+            add(c, "max", f"max({c.q})")
+        elif c.treat == "boolean":
+            add(c, "true", f"count(*) FILTER (WHERE {c.q})")
+        elif c.treat == "text":
+            add(c, "len", f"avg({c.x})")
+        if c.dtype == "VARCHAR" and c.treat in ("categorical", "text"):
+            add(c, "spaces", f"count(*) FILTER (WHERE contains({c.q}, ' '))")
+    return "SELECT " + ", ".join(parts + list(extra)) + " FROM data", keys
+
+
+def _distinct_rows_sql(cols: list[_Col]) -> str:
+    # A 64-bit hash per row: a false duplicate needs a collision (~n^2 / 2^65: nil at 10M rows), and it keeps
+    # the distinct set small. Hash calls are nested by 200 columns so very wide tables stay valid SQL.
+    groups = [f"hash({', '.join(c.q for c in cols[i:i + 200])})" for i in range(0, len(cols), 200)]
+    row_hash = groups[0] if len(groups) == 1 else f"hash({', '.join(groups)})"
+    return f"count(DISTINCT {row_hash})"
+
+
+def _top_values(db, cols, stats, n_rows, exact) -> dict[str, list]:
+    """Most frequent values of categorical and text columns: exact counts, candidates from a sketch if huge."""
+    cand = [c for c in cols if c.treat in ("categorical", "text") and stats[c.name]["n"]]
+    small = [c for c in cand if exact or stats[c.name]["distinct"] <= TOP_EXACT_DISTINCT]
+    large = [c for c in cand if c not in small]
+    tops: dict[str, list] = {}
+    for chunk in _chunks(small, n_rows, exact, max_cols=GROUPING_MAX):
+        keys = ", ".join(f"k{i}" for i in range(len(chunk)))
+        inner = ", ".join(f"{c.v} AS k{i}" for i, c in enumerate(chunk))
+        sets = ", ".join(f"(k{i})" for i in range(len(chunk)))
+        sql = (f"SELECT gid, {keys}, n FROM (SELECT GROUPING({keys}) AS gid, {keys}, count(*) AS n "
+               f"FROM (SELECT {inner} FROM data) GROUP BY GROUPING SETS ({sets})) "
+               f"QUALIFY row_number() OVER (PARTITION BY gid ORDER BY n DESC, {keys}) <= {N_TOP + 1}")
+        which = _grouping_ids(len(chunk))
+        for row in db.rows(sql):
+            i = which[row[0]]
+            if row[1 + i] is not None and len(tops.setdefault(chunk[i].name, [])) < N_TOP:
+                tops[chunk[i].name].append((row[1 + i], int(row[-1])))
+    for chunk in _chunks(large, n_rows, False):
+        cands = db.rows("SELECT " + ", ".join(f"approx_top_k({c.v}, {N_TOP})" for c in chunk) + " FROM data")[0]
+        pairs = [(c, v) for c, values in zip(chunk, cands) for v in (values or [])]
+        if not pairs:
+            continue
+        counts = db.rows("SELECT " + ", ".join(f"count(*) FILTER (WHERE {c.v} = ?)" for c, _ in pairs) + " FROM data",
+                         [v for _, v in pairs])[0]
+        for (c, v), n in zip(pairs, counts):
+            tops.setdefault(c.name, []).append((v, int(n)))
+    for name in tops:
+        tops[name].sort(key=lambda vc: -vc[1])
+    return tops
+
+
+def _grouping_ids(m: int) -> dict[int, int]:
+    """GROUPING(k0..k{m-1}) for the set (ki): a bit per key, set when the key is aggregated away, k0 highest."""
+    full = (1 << m) - 1
+    return {full ^ (1 << (m - 1 - i)): i for i in range(m)}
+
+
+def _fences(s: dict) -> tuple[float, float] | None:
+    qs = s.get("q")
+    if not qs:
+        return None
+    q1, q3 = qs[_QI["p25"]], qs[_QI["p75"]]
+    spread = q3 - q1
+    if spread <= 0:
+        # Mostly one value: the IQR is 0, so use the 5-95% range instead, or nothing is an outlier.
+        spread = qs[_QI["p95"]] - qs[_QI["p05"]]
+        if spread <= 0:
+            return None
+    return q1 - OUTLIER_IQR * spread, q3 + OUTLIER_IQR * spread
+
+
+def _outlier_counts(db, cols, fences, n_rows) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for chunk in _chunks(cols, n_rows, False, cost_of={"numeric": 0.5}):  # a comparison per value: cheap
+        parts, params = [], []
+        for c in chunk:
+            fin = f"isfinite({c.x}) AND " if c.is_float else ""
+            parts.append(f"count(*) FILTER (WHERE {fin}({c.x} < ? OR {c.x} > ?))")
+            params += list(fences[c.name])
+        for c, n in zip(chunk, db.rows("SELECT " + ", ".join(parts) + " FROM data", params)[0]):
+            out[c.name] = int(n)
+    return out
+
+
+def _column_profile(c: _Col, s: dict, top: list, n_rows: int) -> ColumnProfile:
+    n = int(s["n"])
+    qs = s.get("q")
+    mean = s.get("mean")
+    if c.treat == "boolean":
+        n_true = int(s["true"])
+        mean = n_true / n if n else None
+        top = sorted([(v, k) for v, k in ((True, n_true), (False, n - n_true)) if k], key=lambda vc: -vc[1])
+    lo, hi = s.get("min"), s.get("max")
+    if c.treat == "numeric" and not c.is_int:
+        lo, hi = _float(lo), _float(hi)
+    return ColumnProfile(
+        name=c.name, dtype=c.dtype, kind=c.treat, n=n, n_missing=n_rows - n,
+        n_distinct=min(int(s["distinct"]), n),  # a sketch may overshoot
+        min=lo, max=hi, mean=_float(mean), std=_float(s.get("std")),
+        quantiles={k: float(qs[i]) for k, i in _QI.items()} if qs else {},
+        top_values=list(top), n_nan=int(s.get("nan") or 0), n_inf=int(s.get("inf") or 0),
+        mean_length=_float(s.get("len")),
+    )
+
+
+def _id_like(c: _Col, p: ColumnProfile, s: dict, n_rows: int, exact: bool) -> bool:
+    """Integer or code-like string columns whose every value differs (or named like an ID, mostly distinct).
+
+    Strings with spaces are prose, not codes: unique free text is normal."""
+    if not (c.is_int or c.dtype == "VARCHAR") or n_rows < MIN_ROWS_ID or p.n == 0 or s.get("spaces"):
+        return False
+    unique = p.n_distinct == n_rows if exact else p.n_distinct >= 0.97 * n_rows  # HLL is within a few %
+    named = bool(_ID_NAME.search(c.name)) and p.n_distinct >= 0.5 * p.n
+    return unique or named
+
+
+def _column_warnings(c, p: ColumnProfile, n_rows, id_like, n_out, fence) -> list[DataWarning]:
+    out = []
+    name = _show(p.name)
+    if p.n_distinct == 1:
+        only = p.top_values[0][0] if p.top_values else p.min
+        out.append(DataWarning("constant", p.name, f"{name} is constant: its only value is {_show(only)}"
+                               + (f" ({p.n_missing:,} missing)" if p.n_missing else ""), 1.0))
+    if n_rows and p.n_missing / n_rows > 0.5:
+        out.append(DataWarning("missing", p.name, f"{name} is mostly missing: {p.n_missing:,} of {n_rows:,} rows "
+                               f"({_pct(p.n_missing, n_rows)})", p.n_missing / n_rows))
+    if id_like:
+        out.append(DataWarning("id_like", p.name, f"{name} looks like an ID: {p.n_distinct:,} distinct values "
+                               f"in {n_rows:,} rows", p.n_distinct / n_rows))
+    if p.n_nan or p.n_inf:
+        bad = p.n_nan + p.n_inf
+        out.append(DataWarning("nan_inf", p.name, f"{name} has {p.n_nan:,} NaN and {p.n_inf:,} infinite values "
+                               f"({_pct(bad, n_rows)} of rows)", float(bad)))
+    if n_out:
+        lo, hi = fence
+        out.append(DataWarning("outliers", p.name, f"{name} has {n_out:,} outliers outside [{lo:.4g}, {hi:.4g}] "
+                               f"(3 IQR beyond the quartiles), {_pct(n_out, p.n)} of values", float(n_out)))
+    return out
+
+
+# -- target checks: imbalance and leakage ------------------------------------------------------------
+
+def _train(rid: str) -> str:
+    # The held-out split for the leakage estimate: a fixed hash of the row id, so it is the same every time.
+    return f"hash({rid}) % 2 = 0"
+
+
+def _task_from(db, col: _Col, n_distinct: int, exact: bool) -> str:
+    if col.treat != "numeric":
+        return "classification"
+    if not exact and 10 < n_distinct < 40:  # a sketch near the threshold: count exactly
+        return task_of(db, col.name)
+    return "regression" if n_distinct >= REGRESSION_MIN_DISTINCT else "classification"
+
+
+def _target_checks(db, tcol, tprof, task, cols, by_name, edges, id_like, n_rows, notes) -> list[DataWarning]:
+    # ID-like columns are left out: on held-out rows they score like the majority guess anyway, unless the
+    # file is sorted by the target, and then the sort order, not the column, is what leaks.
+    features = [(c, _leak_key(c, by_name[c.name], edges.get(c.name))) for c in cols
+                if c.name != tcol.name and c.name not in id_like and _leak_candidate(c, by_name[c.name])]
+    if task == "classification":
+        if tprof.n_distinct > MAX_CLASSES:
+            notes.append(f"target {tcol.name!r} has {tprof.n_distinct:,} classes: no imbalance or leakage check")
+            return []
+        return _classification_checks(db, tcol, features, n_rows)
+    return _regression_checks(db, tcol, tprof, features, n_rows)
+
+
+def _leak_candidate(c: _Col, p: ColumnProfile) -> bool:
+    if p.n_distinct < 2:
+        return False
+    if c.treat == "numeric":
+        return bool(p.quantiles) or p.n_distinct <= LEAK_BINS
+    # A feature with a value per row or two cannot generalize to held-out rows; skip the big GROUP BY.
+    return c.treat in ("categorical", "boolean") and p.n_distinct <= 0.5 * p.n
+
+
+def _leak_key(c: _Col, p: ColumnProfile, qs: list | None) -> tuple[str, list]:
+    """The lookup key: the value itself, or the index of the feature's quantile bin."""
+    if c.treat != "numeric" or p.n_distinct <= LEAK_BINS or not qs:
+        return c.v, []
+    cuts = sorted({float(v) for v in qs if v is not None and math.isfinite(v)})
+    whens = " ".join(f"WHEN {c.x} < ? THEN {i}" for i in range(len(cuts)))
+    return f"CASE WHEN {c.x} IS NULL THEN NULL {whens} ELSE {len(cuts)} END", cuts
+
+
+def _classification_checks(db, tcol, features, n_rows) -> list[DataWarning]:
+    rid = quote_ident(ROW_ID)
+    fin = f" AND isfinite({tcol.q})" if tcol.is_float else ""
+    where = f"{tcol.q} IS NOT NULL{fin}"
+    classes = db.rows(f"SELECT y, count(*) AS n, count(*) FILTER (WHERE tr) AS n_tr FROM "
+                      f"(SELECT {tcol.v} AS y, {_train(rid)} AS tr FROM data WHERE {where}) "
+                      f"GROUP BY y ORDER BY n_tr DESC, y")
+    out = []
+    if len(classes) >= 2:
+        counts = sorted(((int(n), y) for y, n, _ in classes), key=lambda t: -t[0])
+        (n_max, y_max), (n_min, y_min) = counts[0], counts[-1]
+        total = sum(n for n, _ in counts)
+        ratio = n_max / n_min
+        if ratio >= 5 or n_min / total < 0.05:
+            out.append(DataWarning(
+                "imbalance", tcol.name,
+                f"target {_show(tcol.name)} is imbalanced: {_show(y_max)} has {n_max:,} rows, {_show(y_min)} "
+                f"{n_min:,} (ratio {ratio:.1f}, minority {_pct(n_min, total)})", ratio))
+    n_test = sum(int(n) - int(n_tr) for _, n, n_tr in classes)
+    if len(classes) < 2 or n_test < LEAK_MIN_TEST or not features:
+        return out
+    majority = classes[0][0]  # the most frequent class on the training half
+    base = next(int(n) - int(n_tr) for y, n, n_tr in classes if y == majority) / n_test
+
+    scores = _leak_scores(db, features, n_rows, "classification", tcol, where, [majority])
+    for c, _ in features:
+        acc = scores.get(c.name, 0.0) / n_test
+        # Nearly perfect alone, and at most half the error of always guessing the majority class.
+        if acc >= 0.95 and (1 - acc) <= 0.5 * (1 - base):
+            out.append(DataWarning(
+                "leakage", c.name,
+                f"{_show(c.name)} alone predicts {_show(tcol.name)} with {acc:.1%} held-out accuracy "
+                f"(majority class: {base:.1%}); check it is not derived from the target", acc))
+    return out
+
+
+def _regression_checks(db, tcol, tprof, features, n_rows) -> list[DataWarning]:
+    rid = quote_ident(ROW_ID)
+    if tprof.mean is None or not features:
+        return []
+    where = f"isfinite({tcol.x})"
+    center = float(tprof.mean)  # centred target: sums of squares keep their precision
+    y = f"({tcol.x} - ?)"
+    n_tr, s_tr, n_te, s_te, q_te = db.rows(
+        f"SELECT count(*) FILTER (WHERE {_train(rid)}), sum({y}) FILTER (WHERE {_train(rid)}), "
+        f"count(*) FILTER (WHERE NOT {_train(rid)}), sum({y}) FILTER (WHERE NOT {_train(rid)}), "
+        f"sum({y} * {y}) FILTER (WHERE NOT {_train(rid)}) FROM data WHERE {where}", [center] * 4)[0]
+    if not n_tr or not n_te or n_te < LEAK_MIN_TEST:
+        return []
+    sst = q_te - s_te * s_te / n_te
+    if sst <= 0:
+        return []
+    sse = _leak_scores(db, features, n_rows, "regression", tcol, where, [s_tr / n_tr], center=center)
+    out = []
+    for c, _ in features:
+        if c.name not in sse:
+            continue
+        r2 = 1 - sse[c.name] / sst
+        if r2 >= 0.95:
+            out.append(DataWarning(
+                "leakage", c.name,
+                f"{_show(c.name)} alone predicts {_show(tcol.name)} with held-out R² {r2:.3f}; "
+                f"check it is not derived from the target", r2))
+    return out
+
+
+def _leak_scores(db, features, n_rows, task, tcol, where, tail_params, center=0.0) -> dict:
+    """Per feature: held-out correct predictions (classification) or squared error (regression) of a lookup
+    table fitted on the training half: per value, or per quantile bin for numeric features."""
+    rid = quote_ident(ROW_ID)
+    out = {}
+    key_of = {c.name: key for c, key in features}
+    for chunk in _chunks([c for c, _ in features], n_rows, False, max_cols=GROUPING_MAX, cost_of={"numeric": 2}):
+        keys, params = [], []
+        for i, c in enumerate(chunk):
+            expr, ps = key_of[c.name]
+            keys.append(f"{expr} AS k{i}")
+            params += ps
+        ks = ", ".join(f"k{i}" for i in range(len(chunk)))
+        if task == "classification":
+            t = f"SELECT {_train(rid)} AS tr, {tcol.v} AS y, {', '.join(keys)} FROM data WHERE {where}"
+            sets = ", ".join(f"(k{i}, y)" for i in range(len(chunk)))
+            sql = (f"WITH t AS ({t}), "
+                   f"g AS (SELECT GROUPING({ks}) AS gid, {ks}, y, count(*) FILTER (WHERE tr) AS n_tr, "
+                   f"count(*) FILTER (WHERE NOT tr) AS n_te FROM t GROUP BY GROUPING SETS ({sets})), "
+                   f"r AS (SELECT gid, y, n_te, row_number() OVER w AS rn, max(n_tr) OVER w AS best FROM g "
+                   f"WINDOW w AS (PARTITION BY gid, {ks} ORDER BY n_tr DESC, y)) "
+                   # A value seen in training predicts its most frequent class there; an unseen one the majority.
+                   f"SELECT gid, sum(CASE WHEN best > 0 THEN (CASE WHEN rn = 1 THEN n_te ELSE 0 END) "
+                   f"WHEN y = ? THEN n_te ELSE 0 END) FROM r GROUP BY gid")
+            params = params + list(tail_params)
+        else:
+            t = f"SELECT {_train(rid)} AS tr, {tcol.x} - ? AS y, {', '.join(keys)} FROM data WHERE {where}"
+            params = [center] + params + list(tail_params)
+            sets = ", ".join(f"(k{i})" for i in range(len(chunk)))
+            sql = (f"WITH t AS ({t}), "
+                   f"g AS (SELECT GROUPING({ks}) AS gid, count(*) FILTER (WHERE tr) AS n_tr, "
+                   f"sum(y) FILTER (WHERE tr) AS s_tr, count(*) FILTER (WHERE NOT tr) AS n_te, "
+                   f"coalesce(sum(y) FILTER (WHERE NOT tr), 0) AS s_te, "
+                   f"coalesce(sum(y * y) FILTER (WHERE NOT tr), 0) AS q_te FROM t GROUP BY GROUPING SETS ({sets})) "
+                   # Predict the bin's training mean; a bin without training rows gets the overall training mean.
+                   f"SELECT gid, sum(q_te - 2 * m * s_te + n_te * m * m) FROM "
+                   f"(SELECT *, CASE WHEN n_tr > 0 THEN s_tr / n_tr ELSE ? END AS m FROM g) GROUP BY gid")
+        which = _grouping_ids(len(chunk))
+        for gid, value in db.rows(sql, params):
+            out[chunk[which[gid]].name] = float(value or 0)
+    return out
+
+
+# -- task, histograms, value counts, feature vs target -----------------------------------------------
+
+def task_of(db: DatasetDB, target: str) -> str:
+    """"classification", or "regression" for a numeric target with more than 20 distinct values."""
+    col = _column(db, target)
+    if col.treat != "numeric":
+        return "classification"
+    fin = f" FILTER (WHERE isfinite({col.x}))"
+    # A sketch first (cheap on 10M rows); count exactly only when it lands near the threshold.
+    d = int(db.rows(f"SELECT approx_count_distinct({col.x}){fin} FROM data")[0][0])
+    if 10 < d < 40:
+        d = int(db.rows(f"SELECT count(DISTINCT {col.x}){fin} FROM data")[0][0])
+    return "regression" if d >= REGRESSION_MIN_DISTINCT else "classification"
+
+
+def value_counts(db: DatasetDB, column: str, k: int = 20) -> pd.DataFrame:
+    """The k most frequent values: columns [value, count], most frequent first (ties by value).
+
+    attrs: n_missing, n_other (non-missing rows outside the top k), n_distinct.
+    """
+    col = _column(db, column)
+    return _value_counts(db, col, k)
+
+
+def _value_counts(db, col: _Col, k: int, where: str = "TRUE", params: list | tuple = ()) -> pd.DataFrame:
+    rows = db.rows(
+        f"SELECT v, count(*) AS n, sum(count(*)) OVER () AS total, count(*) OVER () AS groups FROM ("
+        f"SELECT {col.v} AS v FROM data WHERE ({where}) AND {col.q} IS NOT NULL) "
+        f"GROUP BY v ORDER BY n DESC, v LIMIT ?", list(params) + [int(k)])
+    missing = db.rows(f"SELECT count(*) FROM data WHERE ({where}) AND {col.q} IS NULL", list(params))[0][0]
+    df = pd.DataFrame({"value": [r[0] for r in rows], "count": [int(r[1]) for r in rows]})
+    total = int(rows[0][2]) if rows else 0
+    df.attrs.update(n_missing=int(missing), n_other=total - int(df["count"].sum()),
+                    n_distinct=int(rows[0][3]) if rows else 0)
+    return df
+
+
+def histogram(db: DatasetDB, column: str, bins: int = 30) -> pd.DataFrame:
+    """Distribution of one column, ready to draw.
+
+    numeric and datetime: [bin_start, bin_end, count], equal-width bins between the finite min and max (integer
+    columns with a small range get one bin per value); text: the same over string length;
+    categorical and boolean: [value, count], the top 20 and one "(other)" row for the rest.
+    attrs: n_missing (and n_nan, n_inf for numbers): rows not in any bin.
+    """
+    if bins < 1:
+        raise BadInput(f"a histogram needs at least 1 bin, not {bins}")
+    col = _column(db, column)
+    if col.treat in ("categorical", "boolean"):
+        df = _value_counts(db, col, 20)
+        if df.attrs["n_other"] > 0:
+            attrs = df.attrs
+            df = pd.concat([df.astype({"value": object}),
+                            pd.DataFrame({"value": [OTHER], "count": [attrs["n_other"]]})], ignore_index=True)
+            df.attrs = attrs
+        return df
+    return _bins(db, col, bins)
+
+
+def _range(db, col: _Col, where: str, params: list) -> dict:
+    """Rows outside any bin (missing, NaN, inf) and the finite min and max of col.x."""
+    n_missing, n_nan, n_inf, lo, hi, n_fin = db.rows(
+        f"SELECT count(*) FILTER (WHERE v IS NULL), count(*) FILTER (WHERE isnan(v)), "
+        f"count(*) FILTER (WHERE isinf(v)), min(v) FILTER (WHERE isfinite(v)), max(v) FILTER (WHERE isfinite(v)), "
+        f"count(*) FILTER (WHERE isfinite(v)) FROM (SELECT {col.x} AS v FROM data WHERE {where})", params)[0]
+    return {"n_missing": int(n_missing), "n_nan": int(n_nan), "n_inf": int(n_inf), "lo": lo, "hi": hi,
+            "n_finite": int(n_fin)}
+
+
+def _bins(db, col: _Col, bins: int) -> pd.DataFrame:
+    r = _range(db, col, "TRUE", [])
+    if not r["n_finite"]:
+        df = pd.DataFrame({"bin_start": pd.Series(dtype=float), "bin_end": pd.Series(dtype=float),
+                           "count": pd.Series(dtype="int64")})
+    else:
+        grid = _bin_grid(r["lo"], r["hi"], bins, col.x_is_int)
+        counts = dict(db.rows(f"SELECT b, count(*) FROM (SELECT {_bin_index(col)} AS b FROM data "
+                              f"WHERE isfinite({col.x})) GROUP BY b", list(grid)))
+        starts, ends = _edges(r["lo"], r["hi"], grid)
+        df = pd.DataFrame({"bin_start": starts, "bin_end": ends,
+                           "count": [int(counts.get(i, 0)) for i in range(len(starts))]})
+    df.attrs.update({k: r[k] for k in ("n_missing", "n_nan", "n_inf")})
+    return _as_datetimes(df, col)
+
+
+def _bin_index(col: _Col) -> str:
+    """SQL for the bin of col.x given parameters (first edge, width, last bin); the max falls in the last bin."""
+    return f"least(greatest(CAST(floor(({col.x} - ?) / ?) AS BIGINT), 0), ?)"
+
+
+def _bin_grid(lo: float, hi: float, bins: int, whole: bool) -> tuple[float, float, int]:
+    """(first edge, width, index of the last bin): the parameters of _bin_index."""
+    if lo == hi:
+        return lo, 1.0, 0
+    if whole and hi - lo + 1 <= bins:
+        return lo - 0.5, 1.0, int(hi - lo)  # one bin per whole value, centred on it
+    width = (hi - lo) / bins
+    if not math.isfinite(width):  # a range wider than the largest double
+        width = hi / bins - lo / bins
+    return lo, width, bins - 1
+
+
+def _edges(lo, hi, grid) -> tuple[list, list]:
+    start, width, last = grid
+    if lo == hi:
+        return [lo], [hi]
+    starts = [start + i * width for i in range(last + 1)]
+    # Equal-width bins end exactly at the max (no rounding drift); whole-value bins end half a unit past it.
+    ends = starts[1:] + [hi if start == lo else start + (last + 1) * width]
+    return starts, ends
+
+
+def _as_datetimes(df: pd.DataFrame, col: _Col) -> pd.DataFrame:
+    if col.treat == "datetime":
+        for k in ("bin_start", "bin_end"):
+            df[k] = pd.to_datetime(df[k], unit="us")
+    return df
+
+
+def target_relation(db: DatasetDB, feature: str, target: str, task: str) -> pd.DataFrame:
+    """What it takes to draw one feature against the target, computed in DuckDB; small.
+
+    Labels (class, value) are text; the 10 most frequent classes and 20 most frequent values are kept, the rest
+    pooled as "(other)". Rows with a missing target (or a non-finite one, for regression) are left out.
+    classification:
+      numeric, datetime or text (length) feature: [class, bin_start, bin_end, count], 30 bins shared by classes
+      categorical or boolean feature: [class, value, count]
+    regression:
+      numeric, datetime or text (length) feature: [bin_start, bin_end, count, mean, q25, q75]: up to 20 quantile
+        bins of the feature (bin_start, bin_end: smallest and largest feature value inside), and the target's mean
+        and quartiles in each
+      categorical or boolean feature: [value, count, mean, q25, q75]
+    """
+    if task not in ("classification", "regression"):
+        raise BadInput(f"task must be classification or regression, not {task!r}")
+    fcol, tcol = _column(db, feature), _column(db, target)
+    binned = fcol.treat in ("numeric", "datetime", "text")
+    if task == "regression":
+        if tcol.treat != "numeric":
+            raise BadInput(f"{target!r} is not numeric, so it cannot be a regression target")
+        return _regression_relation(db, fcol, tcol, binned)
+
+    where = f"{tcol.q} IS NOT NULL"
+    classes = _value_counts(db, tcol, 10)["value"].tolist()
+    cls, cls_params = _pooled(tcol, classes)
+    if binned:
+        r = _range(db, fcol, where, [])
+        if not r["n_finite"]:
+            return pd.DataFrame(columns=["class", "bin_start", "bin_end", "count"])
+        grid = _bin_grid(r["lo"], r["hi"], 30, fcol.x_is_int)
+        rows = db.rows(f"SELECT c, b, count(*) FROM (SELECT {cls} AS c, {_bin_index(fcol)} AS b FROM data "
+                       f"WHERE {where} AND isfinite({fcol.x})) GROUP BY c, b", cls_params + list(grid))
+        counts = {(_label(c), b): int(n) for c, b, n in rows}
+        starts, ends = _edges(r["lo"], r["hi"], grid)
+        labels = _labels(classes, any(c is None for c, _, _ in rows))
+        df = pd.DataFrame([(c, s, e, counts.get((c, i), 0)) for c in labels
+                           for i, (s, e) in enumerate(zip(starts, ends))],
+                          columns=["class", "bin_start", "bin_end", "count"])
+        return _as_datetimes(df, fcol)
+    values = _value_counts(db, fcol, 20, where)["value"].tolist()
+    val, val_params = _pooled(fcol, values)
+    rows = db.rows(f"SELECT c, v, count(*) FROM (SELECT {cls} AS c, {val} AS v FROM data "
+                   f"WHERE {where} AND {fcol.q} IS NOT NULL) GROUP BY c, v", cls_params + val_params)
+    counts = {(_label(c), _label(v)): int(n) for c, v, n in rows}
+    labels = _labels(classes, any(c is None for c, _, _ in rows))
+    vlabels = _labels(values, any(v is None for _, v, _ in rows))
+    return pd.DataFrame([(c, v, counts.get((c, v), 0)) for c in labels for v in vlabels],
+                        columns=["class", "value", "count"])
+
+
+def _pooled(col: _Col, keep: list) -> tuple[str, list]:
+    """SQL for col's value when among keep, else NULL (= "(other)"); the kept values are bound parameters."""
+    if not keep:
+        return "NULL", []
+    return f"CASE WHEN {col.v} IN ({', '.join('?' for _ in keep)}) THEN {col.v} END", list(keep)
+
+
+def _label(v) -> str:
+    return OTHER if v is None else str(v)
+
+
+def _labels(values: list, other: bool) -> list[str]:
+    return [_label(v) for v in values] + ([OTHER] if other else [])
+
+
+def _regression_relation(db, fcol: _Col, tcol: _Col, binned: bool) -> pd.DataFrame:
+    y = tcol.x
+    where = f"isfinite({y})"
+    n = int(db.rows(f"SELECT count(*) FILTER (WHERE {where}) FROM data")[0][0])
+    qfn = "quantile_cont" if n <= EXACT_MAX_ROWS else "approx_quantile"
+    stats = f"count(*), avg(y), {qfn}(y, 0.25), {qfn}(y, 0.75)"
+    if binned:
+        qlist = "[" + ", ".join(str(q) for q in QUANTILES) + "]"
+        cuts = db.rows(f"SELECT {qfn}({fcol.x}, {qlist}) FROM data WHERE {where} AND isfinite({fcol.x})")[0][0]
+        cols = ["bin_start", "bin_end", "count", "mean", "q25", "q75"]
+        if not cuts:
+            return pd.DataFrame(columns=cols)
+        cuts = sorted({float(c) for c in cuts})
+        whens = " ".join(f"WHEN {fcol.x} < ? THEN {i}" for i in range(len(cuts)))
+        rows = db.rows(f"SELECT b, min(x), max(x), {stats} FROM (SELECT CASE {whens} ELSE {len(cuts)} END AS b, "
+                       f"{fcol.x} AS x, {y} AS y FROM data WHERE {where} AND isfinite({fcol.x})) GROUP BY b ORDER BY b",
+                       cuts)
+        df = pd.DataFrame([r[1:] for r in rows], columns=cols).astype({"count": "int64"})
+        return _as_datetimes(df, fcol)
+    values = _value_counts(db, fcol, 20, where)["value"].tolist()
+    val, val_params = _pooled(fcol, values)
+    rows = db.rows(f"SELECT v, {stats} FROM (SELECT {val} AS v, {y} AS y FROM data "
+                   f"WHERE {where} AND {fcol.q} IS NOT NULL) GROUP BY v", val_params)
+    order = {v: i for i, v in enumerate(_labels(values, True))}
+    out = sorted(((_label(r[0]),) + tuple(r[1:]) for r in rows), key=lambda r: order[r[0]])
+    return pd.DataFrame(out, columns=["value", "count", "mean", "q25", "q75"]).astype({"count": "int64"})
+
+
+# -- presenting a profile ---------------------------------------------------------------------------------
+
+def profile_table(prof: Profile) -> pd.DataFrame:
+    """One row per column for display; min, max and top values as text (their types differ by column)."""
+    rows = []
+    for p in prof.columns:
+        rows.append({
+            "column": p.name, "type": p.dtype, "kind": p.kind, "count": p.n, "missing": p.n_missing,
+            "missing_share": p.n_missing / prof.n_rows if prof.n_rows else 0.0, "distinct": p.n_distinct,
+            "min": _text(p.min), "max": _text(p.max), "mean": p.mean, "std": p.std,
+            **{k: p.quantiles.get(k) for k in _QI},
+            "top_values": ", ".join(f"{_text(v)} ({n:,})" for v, n in p.top_values),
+            "mean_length": p.mean_length, "nan": p.n_nan, "inf": p.n_inf,
+        })
+    return pd.DataFrame(rows)
+
+
+def as_json(prof: Profile) -> dict:
+    """A JSON-safe dict (for the CLI): values that JSON cannot hold become text or null."""
+    def cell(v):
+        if v is None or isinstance(v, (bool, int, str)):
+            return v
+        if isinstance(v, float):
+            return v if math.isfinite(v) else None
+        return str(v)
+
+    return {
+        "n_rows": prof.n_rows, "seconds": round(prof.seconds, 3), "approximate": prof.approximate, "task": prof.task,
+        "columns": [{
+            "name": p.name, "type": p.dtype, "kind": p.kind, "n": p.n, "n_missing": p.n_missing,
+            "n_distinct": p.n_distinct, "min": cell(p.min), "max": cell(p.max), "mean": cell(p.mean),
+            "std": cell(p.std), "quantiles": {k: cell(v) for k, v in p.quantiles.items()},
+            "top_values": [[cell(v), n] for v, n in p.top_values], "n_nan": p.n_nan, "n_inf": p.n_inf,
+            "mean_length": cell(p.mean_length),
+        } for p in prof.columns],
+        "warnings": [{"kind": w.kind, "column": w.column, "message": w.message, "value": cell(w.value)}
+                     for w in prof.warnings],
+        "notes": list(prof.notes),
+    }
+
+
+def _float(v) -> float | None:
+    return None if v is None else float(v)
+
+
+def _pct(part: int, whole: int) -> str:
+    return f"{100 * part / whole:.1f}%" if whole else "0%"
+
+
+def _text(v) -> str:
+    return "" if v is None else str(v)
+
+
+def _show(v, limit: int = 40) -> str:
+    """A value or name quoted for a one-line message, cut to a readable length."""
+    text = repr(v) if isinstance(v, str) else str(v)
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,85 @@
+"""The real browser: Debian's Chromium, driven by Playwright, against `streamlit run app.py`."""
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    home = tmp_path_factory.mktemp("recipe_home")
+    port = free_port()
+    env = {**os.environ, "RECIPE_HOME": str(home)}
+    env.pop("RECIPE_STORE_URL", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--server.headless", "true"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(url + "/_stcore/health", timeout=2).status == 200:
+                break
+        except OSError:
+            time.sleep(0.3)
+    else:
+        proc.kill()
+        pytest.fail("streamlit did not start: " + proc.stdout.read().decode(errors="replace")[-2000:])
+    yield url
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"],
+        )
+        pg = browser.new_page(viewport={"width": 1400, "height": 1000})
+        pg.set_default_timeout(60_000)
+        yield pg
+        browser.close()
+
+
+def test_upload_a_csv_and_see_its_row_count(server, page, tmp_path):
+    csv = tmp_path / "flowers.csv"
+    csv.write_text("petal,colour\n" + "".join(f"{i / 10},{'red' if i % 3 else 'blue'}\n" for i in range(1234)))
+    page.goto(server)
+    page.get_by_text("Add a dataset").first.wait_for()
+    expander = page.get_by_text("Add a dataset").first
+    if not page.locator("input[type=file]").count():
+        expander.click()
+    page.locator("input[type=file]").set_input_files(str(csv))
+    page.get_by_role("button", name="Add dataset").click()
+    page.get_by_text("Added 'flowers': 1,234 rows, 2 columns.").wait_for()
+    page.get_by_text("1,234 rows · 2 columns").first.wait_for()  # the sidebar now shows the new dataset
+    page.screenshot(path=str(tmp_path / "after_upload.png"))
+
+
+def test_deep_link_opens_the_same_view(server, page):
+    # A fresh tab on a shared URL: the sample dataset and target named in it are selected.
+    page.goto(server + "/?dataset=nonexistent")
+    page.get_by_text("Dataset").first.wait_for()
+    assert "Traceback" not in page.content()

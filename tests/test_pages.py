@@ -1,0 +1,158 @@
+"""Every page renders through the entrypoint (AppTest); the Data page's upload, filter, search, sort and paging."""
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from recipe_core.config import load_settings
+from recipe_core.store import Store
+
+PAGES = ["pages/data.py", "pages/label.py", "pages/train.py", "pages/compare.py", "pages/tune.py"]
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    return tmp_path_factory.mktemp("recipe_home")
+
+
+@pytest.fixture
+def app(home, monkeypatch):
+    monkeypatch.setenv("RECIPE_HOME", str(home))
+    monkeypatch.delenv("RECIPE_STORE_URL", raising=False)
+    monkeypatch.delenv("RECIPE_MAX_UPLOAD_MB", raising=False)
+    at = AppTest.from_file("app.py", default_timeout=120)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def no_errors(at):
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def open_data(at, **params):
+    at.query_params.update(params)
+    at.switch_page("pages/data.py").run()
+    no_errors(at)
+    return at
+
+
+def choose_dataset(at, name):
+    box = at.sidebar.selectbox(key="w_dataset")
+    box.select_index(box.options.index(name)).run()
+    no_errors(at)
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders_with_the_shared_sidebar(app, page):
+    app.switch_page(page).run()
+    no_errors(app)
+    assert app.sidebar.selectbox(key="w_dataset").value  # the sample datasets are there at once
+    assert app.title[0].value
+
+
+def test_samples_are_offered_on_first_start(app):
+    names = app.sidebar.selectbox(key="w_dataset").options
+    for sample in ("breast_cancer", "wine", "diabetes", "tips", "gapminder", "digits"):
+        assert sample in names
+
+
+def test_upload_a_csv_then_filter_search_sort_and_page(app):
+    open_data(app)
+    csv = "city,temp,note\n" + "".join(f"{'Oslo' if i % 2 else 'Lima'},{i},row {i}\n" for i in range(120))
+    app.file_uploader(key="upload_file").set_value(("weather.csv", csv.encode(), "text/csv"))
+    submit = next(b for b in app.button if b.label == "Add dataset")
+    submit.click().run()
+    no_errors(app)
+    assert any("Added 'weather': 120 rows, 3 columns." in s.value for s in app.success)
+    assert app.sidebar.selectbox(key="w_dataset").value is not None
+
+    app.segmented_control(key="data_view").set_value("Rows").run()
+    no_errors(app)
+    assert any("120 matching rows" in c.value for c in app.caption)
+
+    # filter builder: temp >= 100
+    app.selectbox[0].select("temp")
+    app.selectbox[1].select(">=")
+    app.text_input[0].input("100")
+    next(b for b in app.button if b.label == "Add filter").click().run()
+    no_errors(app)
+    assert any("20 matching rows" in c.value for c in app.caption)
+
+    # free-text search within the filtered rows, case-insensitive
+    app.text_input(key=next(k for k in keys(app) if k.startswith("search:"))).input("OSLO").run()
+    no_errors(app)
+    assert any("10 matching rows" in c.value for c in app.caption)
+    table = app.dataframe[0].value
+    assert set(table["city"]) == {"Oslo"}
+
+    # sort descending
+    app.selectbox(key=next(k for k in keys(app) if k.startswith("sort:"))).select("temp")
+    app.toggle(key=next(k for k in keys(app) if k.startswith("desc:"))).set_value(True).run()
+    no_errors(app)
+    assert list(app.dataframe[0].value["temp"])[:3] == [119, 117, 115]
+
+
+def test_paging_through_rows(app):
+    open_data(app)
+    choose_dataset(app, "digits")
+    app.segmented_control(key="data_view").set_value("Rows").run()
+    no_errors(app)
+    first = app.dataframe[0].value
+    pager = app.get("pagination")[0]
+    pager.set_value(3).run()
+    no_errors(app)
+    third = app.dataframe[0].value
+    assert list(third.index)[:1] == [100] and list(first.index)[:1] == [0]
+
+
+def test_bad_upload_shows_one_line_and_registers_nothing(app):
+    open_data(app)
+    before = app.sidebar.selectbox(key="w_dataset").options
+    app.file_uploader(key="upload_file").set_value(("junk.csv", b"\x00\xff\x13" * 500, "text/csv"))
+    next(b for b in app.button if b.label == "Add dataset").click().run()
+    assert not app.exception
+    assert len(app.error) == 1 and "\n" not in app.error[0].value
+    assert app.sidebar.selectbox(key="w_dataset").options == before
+
+
+def test_where_box_refuses_file_access(app):
+    open_data(app)
+    choose_dataset(app, "wine")
+    app.segmented_control(key="data_view").set_value("Rows").run()
+    where_key = next(k for k in keys(app) if k.startswith("where:"))
+    app.text_area(key=where_key).input("alcohol > (SELECT count(*) FROM read_csv('/etc/passwd'))").run()
+    assert not app.exception
+    assert app.error and "\n" not in app.error[0].value
+    app.text_area(key=where_key).input("alcohol > 14").run()
+    no_errors(app)
+    assert all(app.dataframe[0].value["alcohol"] > 14)
+
+
+def test_overview_columns_and_target_views(app):
+    open_data(app, dataset="", target="")
+    choose_dataset(app, "breast_cancer")
+    app.sidebar.selectbox(key="w_target").select("diagnosis").run()
+    no_errors(app)
+    assert app.query_params["target"] == ["diagnosis"] or app.query_params["target"] == "diagnosis"
+    assert app.dataframe  # the profile table
+    app.segmented_control(key="data_view").set_value("Columns").run()
+    no_errors(app)
+    assert len(app.get("plotly_chart")) == 12
+    app.segmented_control(key="data_view").set_value("Target").run()
+    no_errors(app)
+    assert len(app.get("plotly_chart")) == 2
+
+
+def test_a_shared_url_opens_the_same_dataset_and_target(app):
+    wine = Store(load_settings().store_url).get_dataset("wine")
+    fresh = AppTest.from_file("app.py", default_timeout=120)
+    fresh.query_params["dataset"] = wine.id
+    fresh.query_params["target"] = "cultivar"
+    fresh.run()
+    no_errors(fresh)
+    assert fresh.sidebar.selectbox(key="w_dataset").value == wine.id
+    assert fresh.sidebar.selectbox(key="w_target").value == "cultivar"
+
+
+def keys(at):
+    return [k for k in at.session_state.filtered_state]

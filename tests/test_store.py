@@ -1,0 +1,105 @@
+"""The SQL store's catalog, against SQLite and (when RECIPE_TEST_PG_URL is set, as in CI) PostgreSQL."""
+import multiprocessing as mp
+import os
+import uuid
+
+import pytest
+import sqlalchemy as sa
+
+from recipe_core.errors import BadInput, NotFound
+from recipe_core.store import Column, DatasetRecord, Store
+
+PG_URL = os.environ.get("RECIPE_TEST_PG_URL")
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.skipif(not PG_URL, reason="no PostgreSQL"))]
+
+
+@pytest.fixture(params=BACKENDS)
+def store_url(request, tmp_path):
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'recipe.db'}"
+        return
+    name = "recipe_test_" + uuid.uuid4().hex[:12]
+    admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    yield PG_URL.rsplit("/", 1)[0] + "/" + name
+    from recipe_core import store as store_module
+
+    for url in [u for u in store_module._engines if u.endswith("/" + name)]:
+        store_module._engines.pop(url).dispose()
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def record(dataset_id="a1b2c3d4e5f60718", name="iris", **kw):
+    cols = (Column("petal length", "DOUBLE", "numeric"), Column("species", "VARCHAR", "categorical"))
+    return DatasetRecord(dataset_id, name, "iris.csv", "csv", 150, cols, f"{dataset_id}.parquet", **kw)
+
+
+def test_add_get_list_roundtrip(store_url):
+    s = Store(store_url)
+    added = s.add_dataset(record(notes=("renamed a duplicate column",)))
+    assert added.created_at
+    assert s.get_dataset("a1b2c3d4e5f60718") == added
+    assert s.get_dataset("iris") == added
+    assert s.get_dataset("a1b2c3") == added  # an unambiguous id prefix
+    assert s.list_datasets() == [added]
+    assert added.column("species").kind == "categorical"
+
+
+def test_identical_content_is_one_dataset(store_url):
+    s = Store(store_url)
+    first = s.add_dataset(record())
+    again = s.add_dataset(record(name="another name"))
+    assert again == first
+    assert len(s.list_datasets()) == 1
+
+
+def test_names_are_made_unique(store_url):
+    s = Store(store_url)
+    s.add_dataset(record("1111111111111111", "data"))
+    second = s.add_dataset(record("2222222222222222", "data"))
+    third = s.add_dataset(record("3333333333333333", "data"))
+    assert (second.name, third.name) == ("data (2)", "data (3)")
+
+
+def test_unknown_dataset_and_column(store_url):
+    s = Store(store_url)
+    with pytest.raises(NotFound, match="no dataset"):
+        s.get_dataset("nope")
+    added = s.add_dataset(record())
+    with pytest.raises(NotFound, match="no column"):
+        added.column("sepal")
+
+
+def test_kind_override_is_stored_and_validated(store_url):
+    s = Store(store_url)
+    s.add_dataset(record())
+    changed = s.set_column_kind("iris", "petal length", "categorical")
+    assert changed.column("petal length").kind == "categorical"
+    assert s.get_dataset("iris").column("petal length").kind == "categorical"
+    with pytest.raises(BadInput, match="unknown column type"):
+        s.set_column_kind("iris", "species", "float64")
+    with pytest.raises(NotFound):
+        s.set_column_kind("iris", "nope", "text")
+
+
+def _register(url, dataset_id, name, n):
+    s = Store(url)
+    for i in range(n):
+        s.add_dataset(record(f"{dataset_id}{i:04d}", name))
+        s.add_dataset(record("ffffffffffffffff", "shared"))
+
+
+def test_two_processes_registering_at_once_lose_nothing(store_url):
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_register, args=(store_url, prefix, "same name", 15)) for prefix in ("aaaaaaaaaaaa", "bbbbbbbbbbbb")]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    records = Store(store_url).list_datasets()
+    assert len(records) == 31  # 2 x 15 distinct ids, plus the one both registered
+    assert len({r.name for r in records}) == 31

@@ -1,0 +1,194 @@
+"""The only Streamlit-aware helper: the shared sidebar, cached getters over recipe_core, session keys.
+
+The selection (dataset, target) lives in plain session keys, copied there in each widget's on_change and
+mirrored in st.query_params, so a page works on its own (deep link, AppTest switch_page) and a shared URL
+opens the same view.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import streamlit as st
+
+from recipe_core import datasets, profiles, queries
+from recipe_core.config import Settings, load_settings
+from recipe_core.errors import RecipeError
+from recipe_core.store import DatasetRecord, Store
+
+SAMPLE_DIR = Path(__file__).resolve().parent / "sample_data"
+
+# Plain session keys (widget keys are dropped by Streamlit on pages where the widget is absent).
+DATASET = "sel_dataset"
+TARGET = "sel_target"
+
+
+@dataclass(frozen=True)
+class Selection:
+    settings: Settings
+    store: Store
+    record: DatasetRecord | None
+    target: str | None
+
+
+# -- cached getters -----------------------------------------------------------------------------
+@st.cache_resource(show_spinner=False)
+def _store(url: str) -> Store:
+    return Store(url)
+
+
+@st.cache_resource(show_spinner="Registering the sample datasets…")
+def _samples_registered(home: str, url: str) -> bool:
+    datasets.ensure_samples(load_settings(), _store(url), SAMPLE_DIR)
+    return True
+
+
+@st.cache_data(show_spinner=False)
+def _catalog(url: str) -> list[DatasetRecord]:
+    return _store(url).list_datasets()
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _db(home: str, dataset_id: str, kinds: tuple, _settings: Settings, _record: DatasetRecord) -> queries.DatasetDB:
+    # Keyed by the kinds too: overriding a column's type rebuilds the view.
+    return queries.DatasetDB(_settings, _record)
+
+
+def settings() -> Settings:
+    return load_settings()
+
+
+def store() -> Store:
+    return _store(settings().store_url)
+
+
+def db(sel: Selection) -> queries.DatasetDB:
+    r = sel.record
+    return _db(str(sel.settings.home), r.id, tuple(c.kind for c in r.columns), sel.settings, r)
+
+
+def _db_key(sel: Selection) -> tuple:
+    r = sel.record
+    return (str(sel.settings.home), r.id, tuple(c.kind for c in r.columns))
+
+
+@st.cache_data(show_spinner="Profiling every column…", max_entries=32)
+def _profile(key: tuple, target: str | None, _db: queries.DatasetDB):
+    return profiles.profile(_db, target)
+
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def _histogram(key: tuple, column: str, _db: queries.DatasetDB):
+    return profiles.histogram(_db, column)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _target_relation(key: tuple, feature: str, target: str, task: str, _db: queries.DatasetDB):
+    return profiles.target_relation(_db, feature, target, task)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _task(key: tuple, target: str, _db: queries.DatasetDB) -> str:
+    return profiles.task_of(_db, target)
+
+
+def profile(sel: Selection):
+    return _profile(_db_key(sel), sel.target, db(sel))
+
+
+def histogram(sel: Selection, column: str):
+    return _histogram(_db_key(sel), column, db(sel))
+
+
+def target_relation(sel: Selection, feature: str, task: str):
+    return _target_relation(_db_key(sel), feature, sel.target, task, db(sel))
+
+
+def task(sel: Selection) -> str:
+    return _task(_db_key(sel), sel.target, db(sel))
+
+
+def catalog_changed() -> None:
+    """Call after any write to the catalog: the one cache that depends on it."""
+    _catalog.clear()
+
+
+def show_error(error: RecipeError) -> None:
+    st.error(str(error), icon=":material/error:")
+
+
+# -- the shared sidebar ---------------------------------------------------------------------------
+def select_dataset(dataset_id: str) -> None:
+    st.session_state[DATASET] = dataset_id
+    st.session_state[TARGET] = None
+
+
+def _copy_widget(widget_key: str, session_key: str) -> None:
+    st.session_state[session_key] = st.session_state[widget_key]
+    if session_key == DATASET:
+        st.session_state[TARGET] = None
+
+
+def sidebar() -> Selection:
+    """Render the dataset and target pickers (on every page) and return the selection."""
+    cfg = settings()
+    the_store = _store(cfg.store_url)
+    try:
+        _samples_registered(str(cfg.home), cfg.store_url)
+    except RecipeError as e:  # a broken sample must not take the app down
+        st.sidebar.warning(f"Sample data not registered: {e}")
+    records = _catalog(cfg.store_url)
+    by_id = {r.id: r for r in records}
+
+    # First run of a session: take the selection from the URL, if it names something real.
+    if DATASET not in st.session_state:
+        from_url = st.query_params.get("dataset")
+        st.session_state[DATASET] = from_url if from_url in by_id else None
+        st.session_state[TARGET] = st.query_params.get("target")
+    if st.session_state[DATASET] not in by_id:
+        st.session_state[DATASET] = records[0].id if records else None
+        st.session_state[TARGET] = None
+    record = by_id.get(st.session_state[DATASET])
+
+    with st.sidebar:
+        st.markdown("**Recipe** · the training recipe, step by step")
+        if record is None:
+            st.caption("No dataset yet: add one on the Data page.")
+            target = None
+        else:
+            ids = list(by_id)
+            st.selectbox(
+                "Dataset",
+                ids,
+                index=ids.index(record.id),
+                format_func=lambda i: by_id[i].name,
+                key="w_dataset",
+                on_change=_copy_widget,
+                args=("w_dataset", DATASET),
+            )
+            columns = record.column_names
+            target = st.session_state.get(TARGET)
+            if target not in columns:
+                target = None
+            st.selectbox(
+                "Target column",
+                columns,
+                index=None if target is None else columns.index(target),
+                placeholder="none (pick the column to predict)",
+                key="w_target",
+                on_change=_copy_widget,
+                args=("w_target", TARGET),
+            )
+            st.caption(f"{record.n_rows:,} rows · {len(columns):,} columns · id `{record.id}`")
+        st.session_state[TARGET] = target
+
+    params = {"dataset": record.id} if record else {}
+    if target:
+        params["target"] = target
+    for key in ("dataset", "target"):
+        if key in st.query_params and key not in params:
+            del st.query_params[key]
+    for key, value in params.items():
+        if st.query_params.get(key) != value:
+            st.query_params[key] = value
+    return Selection(settings=cfg, store=the_store, record=record, target=target)
