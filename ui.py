@@ -157,10 +157,11 @@ def sidebar() -> Selection:
             target = None
         else:
             ids = list(by_id)
+            # The plain key is the truth; the widget mirrors it (the widget's own key may be gone or stale).
+            st.session_state["w_dataset"] = record.id
             st.selectbox(
                 "Dataset",
                 ids,
-                index=ids.index(record.id),
                 format_func=lambda i: by_id[i].name,
                 key="w_dataset",
                 on_change=_copy_widget,
@@ -170,10 +171,11 @@ def sidebar() -> Selection:
             target = st.session_state.get(TARGET)
             if target not in columns:
                 target = None
+            st.session_state["w_target"] = target
             st.selectbox(
                 "Target column",
                 columns,
-                index=None if target is None else columns.index(target),
+                index=None,
                 placeholder="none (pick the column to predict)",
                 key="w_target",
                 on_change=_copy_widget,

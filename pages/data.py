@@ -7,7 +7,7 @@ from __future__ import annotations
 import streamlit as st
 
 import ui
-from recipe_core import datasets, figures, queries
+from recipe_core import datasets, figures, profiles, queries
 from recipe_core.errors import RecipeError
 from recipe_core.store import KINDS
 
@@ -78,7 +78,7 @@ def overview() -> None:
     for w in profile.warnings:
         st.warning(f"**{w.kind}**{'' if w.column is None else f' · `{w.column}`'}: {w.message}")
     st.subheader("Every column")
-    st.dataframe(figures.profile_table(profile), hide_index=True, width="stretch")
+    st.dataframe(profiles.profile_table(profile), hide_index=True, width="stretch")
     with st.form("override_kind", border=False):
         st.markdown("**Change how a column is treated**")
         left, right, go = st.columns([3, 2, 1], vertical_alignment="bottom")
@@ -143,11 +143,17 @@ def rows_view() -> None:
     state = st.session_state.setdefault(f"rows:{record.id}", {"filters": []})
     with st.form("add_filter", clear_on_submit=True, border=False):
         c1, c2, c3, c4 = st.columns([3, 2, 3, 1], vertical_alignment="bottom")
-        f_col = c1.selectbox("Filter column", record.column_names)
-        f_op = c2.selectbox("Operator", queries.OPS)
-        f_val = c3.text_input("Value", max_chars=1000)
+        f_col = c1.selectbox("Filter column", record.column_names, key="filter_column")
+        f_op = c2.selectbox("Operator", queries.OPS, key="filter_op")
+        f_val = c3.text_input("Value", max_chars=1000, key="filter_value")
         if c4.form_submit_button("Add filter"):
-            state["filters"].append(queries.Filter(f_col, f_op, f_val))
+            new = queries.Filter(f_col, f_op, f_val)
+            try:  # refuse a bad filter here, so it never sticks and breaks the view
+                queries.count(db, queries.RowQuery(filters=(new,)))
+            except RecipeError as e:
+                ui.show_error(e)
+            else:
+                state["filters"].append(new)
     for i, f in enumerate(state["filters"]):
         text = f"`{f.column}` {f.op}" + ("" if f.op in ("is missing", "is not missing") else f" {f.value!r}")
         if st.button(f"✕ {text}", key=f"rm_filter_{i}", help="Remove this filter"):

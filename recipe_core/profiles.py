@@ -19,14 +19,17 @@ from recipe_core.snapshot import ROW_ID
 # Up to this many rows, distinct counts and quantiles are exact; above it DuckDB's sketches (HyperLogLog,
 # t-digest) keep memory bounded under the connection's memory_limit (exact ones hold every value).
 EXACT_MAX_ROWS = 1_000_000
-CHUNK_COLUMNS = 200  # at most this many columns aggregated by one query
-QUERY_BUDGET = 80_000_000  # weighted column-rows per query: a few seconds on 2 cores, far under the watchdog
-EXACT_CELLS = 10_000_000  # exact quantiles/distinct counts buffer their values: cap column-rows per query
-# Exact distinct counts: count(DISTINCT) costs a few MB per aggregate whatever the size of the data (100 of them
-# overflow 256 MB), so short tables count through list_unique(list(v)), whose memory follows the data instead.
-LIST_DISTINCT_MAX_ROWS = 20_000
-DISTINCT_MAX = 24  # count(DISTINCT ...) aggregates per query
-GROUPING_MAX = 32  # DuckDB's GROUPING() takes fewer than 64 columns
+# Query sizing. Each query must stay far under the watchdog (20 s) and the memory limit (256 MB):
+QUERY_BUDGET = 80_000_000  # weighted column-rows per query: a few seconds on 2 cores
+EXACT_CELLS = 5_000_000  # exact quantiles and distinct counts buffer every value: column-rows per query
+DISTINCT_BUDGET = 2_000_000  # distinct (column, value) groups per GROUP BY query
+MAX_COLUMNS = 200  # columns per wide aggregate query (DuckDB's cost per aggregate expression grows with width)
+DISTINCT_MAX = 24  # count(DISTINCT) holds a few MB per aggregate whatever the data: at most this many per query
+# Short tables are unpivoted (column name, value) and aggregated with one GROUP BY: thousands of columns cost
+# one small query instead of thousands of aggregate expressions (5,000 columns: 4x faster).
+LONG_MAX_ROWS = 100_000
+LONG_CELLS = 2_000_000  # unpivoted rows per query
+LONG_MAX_COLUMNS = 1000
 TOP_EXACT_DISTINCT = 100_000  # on large data, columns with more values get top values from a sketch
 N_TOP = 5  # top values kept per column in the profile
 MAX_CLASSES = 1000  # a classification target with more classes gets no imbalance or leakage check
@@ -36,6 +39,7 @@ LEAK_MIN_TEST = 30  # fewer held-out rows than this: no leakage verdict
 MIN_ROWS_ID = 20  # on tiny tables every column is unique; do not call that an ID
 OUTLIER_IQR = 3.0
 QUANTILES = tuple(round(0.05 * i, 2) for i in range(1, 20))  # 0.05 .. 0.95; also the leakage bin edges
+_QLIST = "[" + ", ".join(str(q) for q in QUANTILES) + "]"
 _QI = {"p05": 0, "p25": 4, "p50": 9, "p75": 14, "p95": 18}  # positions in QUANTILES
 OTHER = "(other)"
 
@@ -44,6 +48,7 @@ INT_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT",
 FLOAT_TYPES = {"FLOAT", "DOUBLE"}
 DATETIME_TYPES = {"DATE", "TIMESTAMP", "TIMESTAMP WITH TIME ZONE", "TIMESTAMP_S", "TIMESTAMP_MS", "TIMESTAMP_NS"}
 _ID_NAME = re.compile(r"(?i)^(id|uuid|guid|key|index)$|[_\s.-](id|uuid|guid|key)$|[a-z]I[Dd]$")
+
 
 
 @dataclass(frozen=True)
@@ -165,24 +170,27 @@ def _n_rows(db: DatasetDB) -> int:
     return int(db.rows("SELECT count(*) FROM data")[0][0])
 
 
-_STATS_COST = {"numeric": 4, "text": 2}  # quantiles dominate the first pass; text needs length()
-
-
-def _chunks(cols: list[_Col], n_rows: int, exact: bool, max_cols: int = CHUNK_COLUMNS, cost_of=_STATS_COST):
-    """Split columns into queries by estimated cost, so each stays quick and within memory."""
-    rows = max(n_rows, 1)
-    chunk: list[_Col] = []
-    cost = cells = 0
-    for c in cols:
-        w = cost_of.get(c.treat, 1) * rows
-        if chunk and (len(chunk) >= max_cols or cost + w > QUERY_BUDGET or (exact and cells + rows > EXACT_CELLS)):
+def _chunks(items: list, cost, max_items: int):
+    """Split items into consecutive queries: each query's summed cost stays <= 1 and it has <= max_items."""
+    chunk: list = []
+    total = 0.0
+    for it in items:
+        w = cost(it)
+        if chunk and (len(chunk) >= max_items or total + w > 1.0):
             yield chunk
-            chunk, cost, cells = [], 0, 0
-        chunk.append(c)
-        cost += w
-        cells += rows
+            chunk, total = [], 0.0
+        chunk.append(it)
+        total += w
     if chunk:
         yield chunk
+
+
+def _unpivot(exprs: list[str], include_nulls: bool = False) -> str:
+    """(k, v) rows from one projection of data: k is the expression's position as text ("0", "1", ...)."""
+    inner = ", ".join(f'{e} AS "{i}"' for i, e in enumerate(exprs))
+    names = ", ".join(f'"{i}"' for i in range(len(exprs)))
+    nulls = " INCLUDE NULLS" if include_nulls else ""
+    return f"(SELECT k, v FROM (SELECT {inner} FROM data) UNPIVOT{nulls} (v FOR k IN ({names})))"
 
 
 # -- the profile ------------------------------------------------------------------------------------
@@ -196,34 +204,44 @@ def profile(db: DatasetDB, target: str | None = None) -> Profile:
     exact = n_rows <= EXACT_MAX_ROWS
     notes: list[str] = []
 
-    # Pass 1: counts, distincts, moments, quantiles, lengths; duplicates ride along when one query suffices.
-    wide = exact and n_rows > LIST_DISTINCT_MAX_ROWS
-    chunks = list(_chunks(cols, n_rows, exact, max_cols=DISTINCT_MAX if wide else CHUNK_COLUMNS))
+    # Pass 1: counts, distincts, moments, quantiles, lengths (and duplicate rows when one query holds it all).
     stats: dict[str, dict] = {}
     n_dup = None
+    long = [c for c in cols if c.treat == "numeric"] if n_rows <= LONG_MAX_ROWS else []
+    for chunk in _chunks(long, lambda c: max(n_rows, 1) / LONG_CELLS, LONG_MAX_COLUMNS):
+        stats.update(_long_numeric_stats(db, chunk))
+        stats.update({c.name: {"n": 0, "distinct": 0} for c in chunk if c.name not in stats})  # no rows at all
+    wide = [c for c in cols if c not in long]
+    per_query = DISTINCT_MAX if exact and n_rows > LONG_MAX_ROWS else MAX_COLUMNS
+
+    def cost(c: _Col) -> float:
+        w = {"numeric": 4, "text": 2}.get(c.treat, 1)  # quantiles dominate; text needs length()
+        cells = n_rows / (LONG_CELLS if n_rows <= LONG_MAX_ROWS else EXACT_CELLS) if exact else 0.0
+        return max(w * n_rows / QUERY_BUDGET, cells)
+
+    chunks = list(_chunks(wide, cost, per_query))
     for chunk in chunks:
-        extra = [_distinct_rows_sql(cols)] if len(chunks) == 1 else []
-        sql, keys = _stats_sql(chunk, n_rows, exact, extra)
+        one = len(chunks) == 1 and not long
+        sql, keys = _stats_sql(chunk, n_rows, exact, cols if one else None)
         row = db.rows(sql)[0]
         for (name, stat), value in zip(keys, row):
             stats.setdefault(name, {})[stat] = value
-        if extra:
+        if one:
             n_dup = n_rows - int(row[-1])
     if n_dup is None:
         try:
-            n_dup = n_rows - int(db.rows(f"SELECT {_distinct_rows_sql(cols)} FROM data")[0][0])
+            n_dup = n_rows - int(db.rows(f"SELECT count(DISTINCT {_row_hash(cols)}) FROM data")[0][0])
         except QueryFailed as e:
             notes.append(f"duplicate rows not checked: {e}")
 
-    # Pass 2: top values, outlier counts.
+    # Pass 2: top values and outlier counts (both need pass 1's numbers).
     tops = _top_values(db, cols, stats, n_rows, exact)
-    fences = {c.name: _fences(stats[c.name]) for c in cols if c.treat == "numeric"}
-    fences = {k: v for k, v in fences.items() if v is not None}
+    fences = {c.name: f for c in cols if c.treat == "numeric" and (f := _fences(stats[c.name])) is not None}
     n_out = _outlier_counts(db, [c for c in cols if c.name in fences], fences, n_rows)
 
     profiles = [_column_profile(c, stats[c.name], tops.get(c.name, []), n_rows) for c in cols]
     by_name = {p.name: p for p in profiles}
-    id_like = {p.name for c, p in zip(cols, profiles) if _id_like(c, p, stats[c.name], n_rows, exact)}
+    id_like = {c.name for c, p in zip(cols, profiles) if _id_like(c, p, stats[c.name], n_rows, exact)}
 
     warnings: list[DataWarning] = []
     if n_dup:
@@ -233,25 +251,26 @@ def profile(db: DatasetDB, target: str | None = None) -> Profile:
     if tcol is not None:
         tprof = by_name[tcol.name]
         task = _task_from(db, tcol, tprof.n_distinct, exact)
+        edges = {name: st["q"] for name, st in stats.items() if st.get("q")}
         try:
-            edges = {name: st["q"] for name, st in stats.items() if st.get("q")}
             warnings += _target_checks(db, tcol, tprof, task, cols, by_name, edges, id_like, n_rows, notes)
         except QueryFailed as e:
             notes.append(f"target checks not run: {e}")
     for c, p in zip(cols, profiles):
-        warnings += _column_warnings(c, p, n_rows, c.name in id_like, n_out.get(c.name), fences.get(c.name))
+        warnings += _column_warnings(p, n_rows, c.name in id_like, n_out.get(c.name), fences.get(c.name))
     return Profile(n_rows=n_rows, columns=profiles, warnings=warnings, seconds=time.perf_counter() - start,
                    approximate=not exact, task=task, notes=notes)
 
 
-def _distinct_sql(c: _Col, n_rows: int, exact: bool) -> str:
-    if not exact:
-        return f"approx_count_distinct({c.v})"
-    return f"list_unique(list({c.v}))" if n_rows <= LIST_DISTINCT_MAX_ROWS else f"count(DISTINCT {c.v})"
+def _stats_sql(chunk: list[_Col], n_rows: int, exact: bool,
+               hash_cols: list[_Col] | None = None) -> tuple[str, list[tuple[str, str]]]:
+    """One aggregate query over a chunk of columns; keys name each output (column, statistic).
 
-
-def _stats_sql(chunk: list[_Col], n_rows: int, exact: bool, extra: list[str]) -> tuple[str, list[tuple[str, str]]]:
-    """One aggregate query over a chunk of columns; keys name each output (column, statistic); extra last."""
+    No FILTER clauses: in an ungrouped aggregate each FILTER re-slices the whole input, which made 200-column
+    queries 20x slower. An inner projection computes each value once (finite-or-NULL for floats), and the
+    aggregates skip NULLs by themselves. With hash_cols, the last output counts distinct rows.
+    """
+    inner: list[str] = []
     parts: list[str] = []
     keys: list[tuple[str, str]] = []
 
@@ -259,77 +278,104 @@ def _stats_sql(chunk: list[_Col], n_rows: int, exact: bool, extra: list[str]) ->
         parts.append(sql)
         keys.append((c.name, stat))
 
-    qlist = "[" + ", ".join(str(q) for q in QUANTILES) + "]"
-    for c in chunk:
-        add(c, "n", f"count({c.q})")
-        add(c, "distinct", _distinct_sql(c, n_rows, exact))
+    qfn = "quantile_cont" if exact else "approx_quantile"
+    for i, c in enumerate(chunk):
+        v, f = f"c{i}", f"f{i}"  # the value, and the number (finite, else NULL)
+        inner.append(f"{c.v} AS {v}")
+        add(c, "n", f"count({v})")
+        add(c, "distinct", _distinct_sql(v, n_rows, exact))
         if c.treat == "numeric":
-            x = c.x
-            fin = f" FILTER (WHERE isfinite({x}))" if c.is_float else ""
+            inner.append(f"CASE WHEN isfinite({c.x}) THEN {c.x} END AS {f}" if c.is_float else f"{c.x} AS {f}")
             if c.is_float:
-                add(c, "nan", f"count(*) FILTER (WHERE isnan({x}))")
-                add(c, "inf", f"count(*) FILTER (WHERE isinf({x}))")
-            add(c, "min", f"min({c.q})" if c.is_int else f"min({x}){fin}")
-            add(c, "max", f"max({c.q})" if c.is_int else f"max({x}){fin}")
-            add(c, "mean", f"avg({x}){fin}")
-            add(c, "std", f"stddev_samp({x}){fin}")
-            add(c, "q", f"{'quantile_cont' if exact else 'approx_quantile'}({x}, {qlist}){fin}")
+                add(c, "nan", f"count_if(isnan({v}))")
+                add(c, "inf", f"count_if(isinf({v}))")
+            add(c, "min", f"min({v})" if c.is_int else f"min({f})")
+            add(c, "max", f"max({v})" if c.is_int else f"max({f})")
+            add(c, "mean", f"avg({f})")
+            add(c, "std", f"stddev_samp({f})")
+            add(c, "q", f"{qfn}({f}, {_QLIST})")
         elif c.treat == "datetime":
-            add(c, "min", f"min({c.q})")
-            add(c, "max", f"max({c.q})")
+            add(c, "min", f"min({v})")
+            add(c, "max", f"max({v})")
         elif c.treat == "boolean":
-            add(c, "true", f"count(*) FILTER (WHERE {c.q})")
+            add(c, "true", f"count_if({v})")
         elif c.treat == "text":
-            add(c, "len", f"avg({c.x})")
+            inner.append(f"{c.x} AS {f}")
+            add(c, "len", f"avg({f})")
         if c.dtype == "VARCHAR" and c.treat in ("categorical", "text"):
-            add(c, "spaces", f"count(*) FILTER (WHERE contains({c.q}, ' '))")
-    return "SELECT " + ", ".join(parts + list(extra)) + " FROM data", keys
+            add(c, "spaces", f"count_if(contains({v}, ' '))")
+    if hash_cols:
+        inner.append(f"{_row_hash(hash_cols)} AS h")
+        parts.append("count(DISTINCT h)")
+    return f"SELECT {', '.join(parts)} FROM (SELECT {', '.join(inner)} FROM data)", keys
 
 
-def _distinct_rows_sql(cols: list[_Col]) -> str:
+def _distinct_sql(v: str, n_rows: int, exact: bool) -> str:
+    if not exact:
+        return f"approx_count_distinct({v})"
+    # count(DISTINCT) holds a few MB per aggregate however short the table (100 of them overflow 256 MB);
+    # list_unique(list(v)) holds the values instead, which is cheaper while the table is short.
+    return f"list_unique(list({v}))" if n_rows <= LONG_MAX_ROWS else f"count(DISTINCT {v})"
+
+
+def _long_numeric_stats(db, chunk: list[_Col]) -> dict[str, dict]:
+    """Pass 1 for numeric columns of a short table, unpivoted: the same statistics as _stats_sql (exact)."""
+    rows = db.rows(
+        f"SELECT k, count(v), count(DISTINCT v), count_if(isnan(v)), count_if(isinf(v)), min(f), max(f), avg(f), "
+        f"stddev_samp(f), quantile_cont(f, {_QLIST}) FROM (SELECT k, v, CASE WHEN isfinite(v) THEN v END AS f "
+        f"FROM {_unpivot([c.x for c in chunk], include_nulls=True)}) GROUP BY k")
+    out = {}
+    for k, n, d, nan, inf, lo, hi, mean, std, q in rows:
+        c = chunk[int(k)]
+        if c.is_int and lo is not None:  # values went through DOUBLE: exact below 2**53
+            lo, hi = int(lo), int(hi)
+        out[c.name] = {"n": n, "distinct": d, "nan": nan, "inf": inf, "min": lo, "max": hi, "mean": mean,
+                       "std": std, "q": q}
+    return out
+
+
+def _row_hash(cols: list[_Col]) -> str:
     # A 64-bit hash per row: a false duplicate needs a collision (~n^2 / 2^65: nil at 10M rows), and it keeps
     # the distinct set small. Hash calls are nested by 200 columns so very wide tables stay valid SQL.
     groups = [f"hash({', '.join(c.q for c in cols[i:i + 200])})" for i in range(0, len(cols), 200)]
-    row_hash = groups[0] if len(groups) == 1 else f"hash({', '.join(groups)})"
-    return f"count(DISTINCT {row_hash})"
+    return groups[0] if len(groups) == 1 else f"hash({', '.join(groups)})"
 
 
 def _top_values(db, cols, stats, n_rows, exact) -> dict[str, list]:
-    """Most frequent values of categorical and text columns: exact counts, candidates from a sketch if huge."""
+    """Most frequent values of categorical and text columns, with exact counts.
+
+    Columns of one type are unpivoted and counted by one GROUP BY. On large data a column with very many values
+    gets its candidates from a sketch (approx_top_k) and then exact counts.
+    """
     cand = [c for c in cols if c.treat in ("categorical", "text") and stats[c.name]["n"]]
     small = [c for c in cand if exact or stats[c.name]["distinct"] <= TOP_EXACT_DISTINCT]
     large = [c for c in cand if c not in small]
     tops: dict[str, list] = {}
-    for chunk in _chunks(small, n_rows, exact, max_cols=GROUPING_MAX):
-        keys = ", ".join(f"k{i}" for i in range(len(chunk)))
-        inner = ", ".join(f"{c.v} AS k{i}" for i, c in enumerate(chunk))
-        sets = ", ".join(f"(k{i})" for i in range(len(chunk)))
-        sql = (f"SELECT gid, {keys}, n FROM (SELECT GROUPING({keys}) AS gid, {keys}, count(*) AS n "
-               f"FROM (SELECT {inner} FROM data) GROUP BY GROUPING SETS ({sets})) "
-               f"QUALIFY row_number() OVER (PARTITION BY gid ORDER BY n DESC, {keys}) <= {N_TOP + 1}")
-        which = _grouping_ids(len(chunk))
-        for row in db.rows(sql):
-            i = which[row[0]]
-            if row[1 + i] is not None and len(tops.setdefault(chunk[i].name, [])) < N_TOP:
-                tops[chunk[i].name].append((row[1 + i], int(row[-1])))
-    for chunk in _chunks(large, n_rows, False):
+    by_type: dict[str, list[_Col]] = {}
+    for c in small:
+        by_type.setdefault("VARCHAR" if c.v != c.q else c.dtype, []).append(c)  # UNPIVOT needs one type
+
+    def cost(c: _Col) -> float:
+        return max(2 * n_rows / QUERY_BUDGET, stats[c.name]["distinct"] / DISTINCT_BUDGET, n_rows / EXACT_CELLS)
+
+    for group in by_type.values():
+        for chunk in _chunks(group, cost, LONG_MAX_COLUMNS):
+            rows = db.rows(f"SELECT k, v, n, row_number() OVER (PARTITION BY k ORDER BY n DESC, v) AS rank FROM "
+                           f"(SELECT k, v, count(*) AS n FROM {_unpivot([c.v for c in chunk])} GROUP BY k, v) "
+                           f"QUALIFY rank <= {N_TOP}")
+            for k, v, n, rank in sorted(rows, key=lambda r: (int(r[0]), r[3])):  # rows come in any order
+                tops.setdefault(chunk[int(k)].name, []).append((v, int(n)))
+    for chunk in _chunks(large, lambda c: 2 * n_rows / QUERY_BUDGET, MAX_COLUMNS):
         cands = db.rows("SELECT " + ", ".join(f"approx_top_k({c.v}, {N_TOP})" for c in chunk) + " FROM data")[0]
         pairs = [(c, v) for c, values in zip(chunk, cands) for v in (values or [])]
-        if not pairs:
-            continue
-        counts = db.rows("SELECT " + ", ".join(f"count(*) FILTER (WHERE {c.v} = ?)" for c, _ in pairs) + " FROM data",
-                         [v for _, v in pairs])[0]
-        for (c, v), n in zip(pairs, counts):
-            tops.setdefault(c.name, []).append((v, int(n)))
-    for name in tops:
-        tops[name].sort(key=lambda vc: -vc[1])
+        if pairs:
+            counts = db.rows("SELECT " + ", ".join(f"count_if({c.v} = ?)" for c, _ in pairs) + " FROM data",
+                             [v for _, v in pairs])[0]
+            for (c, v), n in zip(pairs, counts):
+                tops.setdefault(c.name, []).append((v, int(n)))
+            for c in chunk:
+                tops.get(c.name, []).sort(key=lambda vc: -vc[1])
     return tops
-
-
-def _grouping_ids(m: int) -> dict[int, int]:
-    """GROUPING(k0..k{m-1}) for the set (ki): a bit per key, set when the key is aggregated away, k0 highest."""
-    full = (1 << m) - 1
-    return {full ^ (1 << (m - 1 - i)): i for i in range(m)}
 
 
 def _fences(s: dict) -> tuple[float, float] | None:
@@ -348,11 +394,21 @@ def _fences(s: dict) -> tuple[float, float] | None:
 
 def _outlier_counts(db, cols, fences, n_rows) -> dict[str, int]:
     out: dict[str, int] = {}
-    for chunk in _chunks(cols, n_rows, False, cost_of={"numeric": 0.5}):  # a comparison per value: cheap
+    if n_rows <= LONG_MAX_ROWS:  # short and maybe wide: unpivot, and join each column's fences
+        for chunk in _chunks(cols, lambda c: n_rows / LONG_CELLS, LONG_MAX_COLUMNS):
+            rows = db.rows(
+                f"SELECT k, count_if(v < lo OR v > hi) FROM {_unpivot([c.x for c in chunk])} "
+                f"JOIN (SELECT unnest(?::VARCHAR[]) AS k, unnest(?::DOUBLE[]) AS lo, unnest(?::DOUBLE[]) AS hi) "
+                f"USING (k) WHERE isfinite(v) GROUP BY k",
+                [[str(i) for i in range(len(chunk))], [fences[c.name][0] for c in chunk],
+                 [fences[c.name][1] for c in chunk]])
+            out.update({chunk[int(k)].name: int(n) for k, n in rows})
+        return out
+    for chunk in _chunks(cols, lambda c: n_rows / (2 * QUERY_BUDGET), MAX_COLUMNS):  # one comparison a value
         parts, params = [], []
         for c in chunk:
             fin = f"isfinite({c.x}) AND " if c.is_float else ""
-            parts.append(f"count(*) FILTER (WHERE {fin}({c.x} < ? OR {c.x} > ?))")
+            parts.append(f"count_if({fin}({c.x} < ? OR {c.x} > ?))")  # count_if, not FILTER (see _stats_sql)
             params += list(fences[c.name])
         for c, n in zip(chunk, db.rows("SELECT " + ", ".join(parts) + " FROM data", params)[0]):
             out[c.name] = int(n)
@@ -372,7 +428,7 @@ def _column_profile(c: _Col, s: dict, top: list, n_rows: int) -> ColumnProfile:
         lo, hi = _float(lo), _float(hi)
     return ColumnProfile(
         name=c.name, dtype=c.dtype, kind=c.treat, n=n, n_missing=n_rows - n,
-        n_distinct=min(int(s["distinct"]), n),  # a sketch may overshoot
+        n_distinct=min(int(s["distinct"] or 0), n),  # a sketch may overshoot
         min=lo, max=hi, mean=_float(mean), std=_float(s.get("std")),
         quantiles={k: float(qs[i]) for k, i in _QI.items()} if qs else {},
         top_values=list(top), n_nan=int(s.get("nan") or 0), n_inf=int(s.get("inf") or 0),
@@ -391,7 +447,7 @@ def _id_like(c: _Col, p: ColumnProfile, s: dict, n_rows: int, exact: bool) -> bo
     return unique or named
 
 
-def _column_warnings(c, p: ColumnProfile, n_rows, id_like, n_out, fence) -> list[DataWarning]:
+def _column_warnings(p: ColumnProfile, n_rows, id_like, n_out, fence) -> list[DataWarning]:
     out = []
     name = _show(p.name)
     if p.n_distinct == 1:
@@ -432,8 +488,8 @@ def _task_from(db, col: _Col, n_distinct: int, exact: bool) -> str:
 
 def _target_checks(db, tcol, tprof, task, cols, by_name, edges, id_like, n_rows, notes) -> list[DataWarning]:
     # ID-like columns are left out: on held-out rows they score like the majority guess anyway, unless the
-    # file is sorted by the target, and then the sort order, not the column, is what leaks.
-    features = [(c, _leak_key(c, by_name[c.name], edges.get(c.name))) for c in cols
+    # file is sorted by the target, and then it is the row order, not the column, that leaks.
+    features = [(c, by_name[c.name], _leak_key(c, by_name[c.name], edges.get(c.name))) for c in cols
                 if c.name != tcol.name and c.name not in id_like and _leak_candidate(c, by_name[c.name])]
     if task == "classification":
         if tprof.n_distinct > MAX_CLASSES:
@@ -448,24 +504,23 @@ def _leak_candidate(c: _Col, p: ColumnProfile) -> bool:
         return False
     if c.treat == "numeric":
         return bool(p.quantiles) or p.n_distinct <= LEAK_BINS
-    # A feature with a value per row or two cannot generalize to held-out rows; skip the big GROUP BY.
+    # A feature with a value per row or two cannot generalize to held-out rows; skip its big GROUP BY.
     return c.treat in ("categorical", "boolean") and p.n_distinct <= 0.5 * p.n
 
 
-def _leak_key(c: _Col, p: ColumnProfile, qs: list | None) -> tuple[str, list]:
-    """The lookup key: the value itself, or the index of the feature's quantile bin."""
+def _leak_key(c: _Col, p: ColumnProfile, qs: list | None) -> tuple[str, list | None]:
+    """(a DOUBLE to look up by, the bin edges to cut it at or None): numbers are cut into quantile bins, other
+    values are looked up by their hash (as DOUBLE so that all features unpivot together)."""
     if c.treat != "numeric" or p.n_distinct <= LEAK_BINS or not qs:
-        return c.v, []
-    cuts = sorted({float(v) for v in qs if v is not None and math.isfinite(v)})
-    whens = " ".join(f"WHEN {c.x} < ? THEN {i}" for i in range(len(cuts)))
-    return f"CASE WHEN {c.x} IS NULL THEN NULL {whens} ELSE {len(cuts)} END", cuts
+        return f"CASE WHEN {c.q} IS NOT NULL THEN CAST(hash({c.v}) AS DOUBLE) END", None
+    return c.x, sorted({float(v) for v in qs if v is not None and math.isfinite(v)})
 
 
 def _classification_checks(db, tcol, features, n_rows) -> list[DataWarning]:
     rid = quote_ident(ROW_ID)
     fin = f" AND isfinite({tcol.q})" if tcol.is_float else ""
     where = f"{tcol.q} IS NOT NULL{fin}"
-    classes = db.rows(f"SELECT y, count(*) AS n, count(*) FILTER (WHERE tr) AS n_tr FROM "
+    classes = db.rows(f"SELECT y, count(*) AS n, count_if(tr) AS n_tr FROM "
                       f"(SELECT {tcol.v} AS y, {_train(rid)} AS tr FROM data WHERE {where}) "
                       f"GROUP BY y ORDER BY n_tr DESC, y")
     out = []
@@ -483,11 +538,11 @@ def _classification_checks(db, tcol, features, n_rows) -> list[DataWarning]:
     if len(classes) < 2 or n_test < LEAK_MIN_TEST or not features:
         return out
     majority = classes[0][0]  # the most frequent class on the training half
-    base = next(int(n) - int(n_tr) for y, n, n_tr in classes if y == majority) / n_test
+    base = (int(classes[0][1]) - int(classes[0][2])) / n_test
 
-    scores = _leak_scores(db, features, n_rows, "classification", tcol, where, [majority])
-    for c, _ in features:
-        acc = scores.get(c.name, 0.0) / n_test
+    correct = _leak_scores(db, features, n_rows, "classification", tcol, where, majority)
+    for c, _, _ in features:
+        acc = correct.get(c.name, 0.0) / n_test
         # Nearly perfect alone, and at most half the error of always guessing the majority class.
         if acc >= 0.95 and (1 - acc) <= 0.5 * (1 - base):
             out.append(DataWarning(
@@ -502,71 +557,86 @@ def _regression_checks(db, tcol, tprof, features, n_rows) -> list[DataWarning]:
     if tprof.mean is None or not features:
         return []
     where = f"isfinite({tcol.x})"
-    center = float(tprof.mean)  # centred target: sums of squares keep their precision
-    y = f"({tcol.x} - ?)"
+    center = float(tprof.mean)  # a centred target keeps the sums of squares precise
     n_tr, s_tr, n_te, s_te, q_te = db.rows(
-        f"SELECT count(*) FILTER (WHERE {_train(rid)}), sum({y}) FILTER (WHERE {_train(rid)}), "
-        f"count(*) FILTER (WHERE NOT {_train(rid)}), sum({y}) FILTER (WHERE NOT {_train(rid)}), "
-        f"sum({y} * {y}) FILTER (WHERE NOT {_train(rid)}) FROM data WHERE {where}", [center] * 4)[0]
+        f"SELECT count_if(tr), sum(y) FILTER (WHERE tr), count_if(NOT tr), sum(y) FILTER (WHERE NOT tr), "
+        f"sum(y * y) FILTER (WHERE NOT tr) FROM (SELECT {_train(rid)} AS tr, {tcol.x} - ? AS y "
+        f"FROM data WHERE {where})", [center])[0]
     if not n_tr or not n_te or n_te < LEAK_MIN_TEST:
         return []
     sst = q_te - s_te * s_te / n_te
     if sst <= 0:
         return []
-    sse = _leak_scores(db, features, n_rows, "regression", tcol, where, [s_tr / n_tr], center=center)
+    sse = _leak_scores(db, features, n_rows, "regression", tcol, where, s_tr / n_tr, center=center)
     out = []
-    for c, _ in features:
-        if c.name not in sse:
-            continue
-        r2 = 1 - sse[c.name] / sst
-        if r2 >= 0.95:
-            out.append(DataWarning(
-                "leakage", c.name,
-                f"{_show(c.name)} alone predicts {_show(tcol.name)} with held-out R² {r2:.3f}; "
-                f"check it is not derived from the target", r2))
+    for c, _, _ in features:
+        if c.name in sse:
+            r2 = 1 - sse[c.name] / sst
+            if r2 >= 0.95:
+                out.append(DataWarning(
+                    "leakage", c.name,
+                    f"{_show(c.name)} alone predicts {_show(tcol.name)} with held-out R² {r2:.3f}; "
+                    f"check it is not derived from the target", r2))
     return out
 
 
-def _leak_scores(db, features, n_rows, task, tcol, where, tail_params, center=0.0) -> dict:
+def _leak_scores(db, features, n_rows, task, tcol, where, fallback, center=0.0) -> dict[str, float]:
     """Per feature: held-out correct predictions (classification) or squared error (regression) of a lookup
-    table fitted on the training half: per value, or per quantile bin for numeric features."""
+    table fitted on the training half, per value or per quantile bin of the feature.
+
+    Features are unpivoted into (feature, key) rows so one GROUP BY serves hundreds of them. A key seen in
+    training predicts its most frequent class (mean target) there; an unseen key the fallback: the training
+    majority class (mean).
+    """
     rid = quote_ident(ROW_ID)
-    out = {}
-    key_of = {c.name: key for c, key in features}
-    for chunk in _chunks([c for c, _ in features], n_rows, False, max_cols=GROUPING_MAX, cost_of={"numeric": 2}):
-        keys, params = [], []
-        for i, c in enumerate(chunk):
-            expr, ps = key_of[c.name]
-            keys.append(f"{expr} AS k{i}")
-            params += ps
-        ks = ", ".join(f"k{i}" for i in range(len(chunk)))
-        if task == "classification":
-            t = f"SELECT {_train(rid)} AS tr, {tcol.v} AS y, {', '.join(keys)} FROM data WHERE {where}"
-            sets = ", ".join(f"(k{i}, y)" for i in range(len(chunk)))
-            sql = (f"WITH t AS ({t}), "
-                   f"g AS (SELECT GROUPING({ks}) AS gid, {ks}, y, count(*) FILTER (WHERE tr) AS n_tr, "
-                   f"count(*) FILTER (WHERE NOT tr) AS n_te FROM t GROUP BY GROUPING SETS ({sets})), "
-                   f"r AS (SELECT gid, y, n_te, row_number() OVER w AS rn, max(n_tr) OVER w AS best FROM g "
-                   f"WINDOW w AS (PARTITION BY gid, {ks} ORDER BY n_tr DESC, y)) "
-                   # A value seen in training predicts its most frequent class there; an unseen one the majority.
-                   f"SELECT gid, sum(CASE WHEN best > 0 THEN (CASE WHEN rn = 1 THEN n_te ELSE 0 END) "
-                   f"WHEN y = ? THEN n_te ELSE 0 END) FROM r GROUP BY gid")
-            params = params + list(tail_params)
+    short = n_rows <= LONG_MAX_ROWS
+
+    def cost(f) -> float:
+        return max(2 * n_rows / QUERY_BUDGET, n_rows / LONG_CELLS if short else 0.0, f[1].n_distinct / DISTINCT_BUDGET)
+
+    out: dict[str, float] = {}
+    for chunk in _chunks(features, cost, LONG_MAX_COLUMNS):
+        names = ", ".join(f'"{i}"' for i in range(len(chunk)))
+        y = f"{tcol.v} AS y" if task == "classification" else f"{tcol.x} - ? AS y"
+        head = [] if task == "classification" else [center]
+        if short:
+            # Bin after unpivoting: one expression for all features. A CASE per feature costs ~1 ms each to
+            # set up, which dominated on thousands of columns.
+            inner = ", ".join(f'{expr} AS "{i}"' for i, (_, _, (expr, _)) in enumerate(chunk))
+            u = (f"SELECT tr, y, f, CASE WHEN v IS NULL OR cuts IS NULL THEN v "
+                 f"ELSE len(list_filter(cuts, lambda e: e <= v)) END AS k "
+                 f"FROM (SELECT * FROM (SELECT {_train(rid)} AS tr, {y}, {inner} FROM data WHERE {where}) "
+                 f"UNPIVOT INCLUDE NULLS (v FOR f IN ({names}))) "
+                 f"JOIN (SELECT unnest(?::VARCHAR[]) AS f, unnest(?::DOUBLE[][]) AS cuts) USING (f)")
+            params = head + [[str(i) for i in range(len(chunk))], [cuts for _, _, (_, cuts) in chunk]]
         else:
-            t = f"SELECT {_train(rid)} AS tr, {tcol.x} - ? AS y, {', '.join(keys)} FROM data WHERE {where}"
-            params = [center] + params + list(tail_params)
-            sets = ", ".join(f"(k{i})" for i in range(len(chunk)))
-            sql = (f"WITH t AS ({t}), "
-                   f"g AS (SELECT GROUPING({ks}) AS gid, count(*) FILTER (WHERE tr) AS n_tr, "
-                   f"sum(y) FILTER (WHERE tr) AS s_tr, count(*) FILTER (WHERE NOT tr) AS n_te, "
-                   f"coalesce(sum(y) FILTER (WHERE NOT tr), 0) AS s_te, "
-                   f"coalesce(sum(y * y) FILTER (WHERE NOT tr), 0) AS q_te FROM t GROUP BY GROUPING SETS ({sets})) "
-                   # Predict the bin's training mean; a bin without training rows gets the overall training mean.
-                   f"SELECT gid, sum(q_te - 2 * m * s_te + n_te * m * m) FROM "
-                   f"(SELECT *, CASE WHEN n_tr > 0 THEN s_tr / n_tr ELSE ? END AS m FROM g) GROUP BY gid")
-        which = _grouping_ids(len(chunk))
-        for gid, value in db.rows(sql, params):
-            out[chunk[which[gid]].name] = float(value or 0)
+            # Few features on many rows: bin each in the projection, then unpivot the keys.
+            keys, params = [], list(head)
+            for i, (c, _, (expr, cuts)) in enumerate(chunk):
+                if cuts is None:
+                    keys.append(f'{expr} AS "{i}"')
+                else:
+                    whens = " ".join(f"WHEN {expr} < ? THEN {j}" for j in range(len(cuts)))
+                    keys.append(f'CAST(CASE WHEN {expr} IS NULL THEN NULL {whens} ELSE {len(cuts)} END AS DOUBLE) '
+                                f'AS "{i}"')
+                    params += cuts
+            u = (f"SELECT * FROM (SELECT {_train(rid)} AS tr, {y}, {', '.join(keys)} FROM data WHERE {where}) "
+                 f"UNPIVOT INCLUDE NULLS (k FOR f IN ({names}))")
+        if task == "classification":
+            sql = (f"WITH g AS (SELECT f, k, y, count_if(tr) AS n_tr, count_if(NOT tr) AS n_te FROM ({u}) "
+                   f"GROUP BY f, k, y), "
+                   f"r AS (SELECT f, y, n_te, row_number() OVER w AS rn, max(n_tr) OVER w AS best FROM g "
+                   f"WINDOW w AS (PARTITION BY f, k ORDER BY n_tr DESC, y)) "
+                   f"SELECT f, sum(CASE WHEN best > 0 THEN (CASE WHEN rn = 1 THEN n_te ELSE 0 END) "
+                   f"WHEN y = ? THEN n_te ELSE 0 END) FROM r GROUP BY f")
+        else:
+            sql = (f"WITH g AS (SELECT f, k, count_if(tr) AS n_tr, sum(y) FILTER (WHERE tr) AS s_tr, "
+                   f"count_if(NOT tr) AS n_te, coalesce(sum(y) FILTER (WHERE NOT tr), 0) AS s_te, "
+                   f"coalesce(sum(y * y) FILTER (WHERE NOT tr), 0) AS q_te FROM ({u}) GROUP BY f, k) "
+                   f"SELECT f, sum(q_te - 2 * m * s_te + n_te * m * m) FROM "
+                   f"(SELECT *, CASE WHEN n_tr > 0 THEN s_tr / n_tr ELSE ? END AS m FROM g) GROUP BY f")
+        for f, value in db.rows(sql, params + [fallback]):
+            out[chunk[int(f)][0].name] = float(value or 0)
     return out
 
 
@@ -595,15 +665,20 @@ def value_counts(db: DatasetDB, column: str, k: int = 20) -> pd.DataFrame:
 
 
 def _value_counts(db, col: _Col, k: int, where: str = "TRUE", params: list | tuple = ()) -> pd.DataFrame:
+    # One scan: the NULL group rides along in the GROUP BY and window sums give the totals.
     rows = db.rows(
-        f"SELECT v, count(*) AS n, sum(count(*)) OVER () AS total, count(*) OVER () AS groups FROM ("
-        f"SELECT {col.v} AS v FROM data WHERE ({where}) AND {col.q} IS NOT NULL) "
-        f"GROUP BY v ORDER BY n DESC, v LIMIT ?", list(params) + [int(k)])
-    missing = db.rows(f"SELECT count(*) FROM data WHERE ({where}) AND {col.q} IS NULL", list(params))[0][0]
+        f"SELECT v, n, total, missing, groups FROM (SELECT v, count(*) AS n, "
+        f"sum(CASE WHEN v IS NOT NULL THEN count(*) END) OVER () AS total, "
+        f"sum(CASE WHEN v IS NULL THEN count(*) END) OVER () AS missing, count(v) OVER () AS groups "
+        f"FROM (SELECT {col.v} AS v FROM data WHERE {where}) GROUP BY v) "
+        f"WHERE v IS NOT NULL ORDER BY n DESC, v LIMIT ?", list(params) + [int(k)])
+    if rows:
+        total, missing, groups = int(rows[0][2]), int(rows[0][3] or 0), int(rows[0][4])
+    else:  # nothing but missing values
+        total, groups = 0, 0
+        missing = int(db.rows(f"SELECT count(*) FROM data WHERE {where}", list(params))[0][0])
     df = pd.DataFrame({"value": [r[0] for r in rows], "count": [int(r[1]) for r in rows]})
-    total = int(rows[0][2]) if rows else 0
-    df.attrs.update(n_missing=int(missing), n_other=total - int(df["count"].sum()),
-                    n_distinct=int(rows[0][3]) if rows else 0)
+    df.attrs.update(n_missing=missing, n_other=total - int(df["count"].sum()), n_distinct=groups)
     return df
 
 
@@ -631,12 +706,33 @@ def histogram(db: DatasetDB, column: str, bins: int = 30) -> pd.DataFrame:
 
 def _range(db, col: _Col, where: str, params: list) -> dict:
     """Rows outside any bin (missing, NaN, inf) and the finite min and max of col.x."""
-    n_missing, n_nan, n_inf, lo, hi, n_fin = db.rows(
-        f"SELECT count(*) FILTER (WHERE v IS NULL), count(*) FILTER (WHERE isnan(v)), "
-        f"count(*) FILTER (WHERE isinf(v)), min(v) FILTER (WHERE isfinite(v)), max(v) FILTER (WHERE isfinite(v)), "
-        f"count(*) FILTER (WHERE isfinite(v)) FROM (SELECT {col.x} AS v FROM data WHERE {where})", params)[0]
-    return {"n_missing": int(n_missing), "n_nan": int(n_nan), "n_inf": int(n_inf), "lo": lo, "hi": hi,
-            "n_finite": int(n_fin)}
+    lo, hi, n_values, n_all = db.rows(f"SELECT min({col.x}), max({col.x}), count({col.x}), count(*) FROM data "
+                                      f"WHERE {where}", params)[0]
+    # min and max alone are cheap (no filter to evaluate). A NaN makes max NaN and an inf shows up as min or max,
+    # so finite ends mean every value is finite; only otherwise count NaN and inf and look again.
+    if lo is None or (math.isfinite(lo) and math.isfinite(hi)):
+        return {"n_missing": n_all - n_values, "n_nan": 0, "n_inf": 0, "lo": lo, "hi": hi, "n_finite": n_values}
+    n_nan, n_inf, lo, hi = db.rows(
+        f"SELECT count_if(isnan(v)), count_if(isinf(v)), min(v) FILTER (WHERE isfinite(v)), "
+        f"max(v) FILTER (WHERE isfinite(v)) FROM (SELECT {col.x} AS v FROM data WHERE {where})", params)[0]
+    return {"n_missing": n_all - n_values, "n_nan": n_nan, "n_inf": n_inf, "lo": lo, "hi": hi,
+            "n_finite": n_values - n_nan - n_inf}
+
+
+def _bin_counts(db, col: _Col, r: dict, grid: tuple, where: str = "TRUE", params: list = (), by: str = "NULL",
+                by_params: list = ()) -> dict[tuple, int]:
+    """Rows per (group, bin): the group is the SQL `by` (NULL: one group), the bin comes from grid."""
+    start, width, last = grid
+    fin = f" AND isfinite({col.x})" if r["n_nan"] or r["n_inf"] else ""  # no filter when all are finite: faster
+    # Multiply by the inverse width and floor; the max lands on index last + 1 and is folded into the last bin.
+    rows = db.rows(f"SELECT g, b, count(*) FROM (SELECT {by} AS g, CAST(floor(({col.x} - ?) * ?) AS INTEGER) AS b "
+                   f"FROM data WHERE ({where}){fin} AND {col.x} IS NOT NULL) GROUP BY g, b",
+                   list(by_params) + [start, 1.0 / width] + list(params))
+    counts: dict[tuple, int] = {}
+    for g, b, n in rows:
+        key = (g, min(max(int(b), 0), last))
+        counts[key] = counts.get(key, 0) + int(n)
+    return counts
 
 
 def _bins(db, col: _Col, bins: int) -> pd.DataFrame:
@@ -646,22 +742,16 @@ def _bins(db, col: _Col, bins: int) -> pd.DataFrame:
                            "count": pd.Series(dtype="int64")})
     else:
         grid = _bin_grid(r["lo"], r["hi"], bins, col.x_is_int)
-        counts = dict(db.rows(f"SELECT b, count(*) FROM (SELECT {_bin_index(col)} AS b FROM data "
-                              f"WHERE isfinite({col.x})) GROUP BY b", list(grid)))
+        counts = {(None, 0): r["n_finite"]} if r["lo"] == r["hi"] else _bin_counts(db, col, r, grid)
         starts, ends = _edges(r["lo"], r["hi"], grid)
         df = pd.DataFrame({"bin_start": starts, "bin_end": ends,
-                           "count": [int(counts.get(i, 0)) for i in range(len(starts))]})
+                           "count": [counts.get((None, i), 0) for i in range(len(starts))]})
     df.attrs.update({k: r[k] for k in ("n_missing", "n_nan", "n_inf")})
     return _as_datetimes(df, col)
 
 
-def _bin_index(col: _Col) -> str:
-    """SQL for the bin of col.x given parameters (first edge, width, last bin); the max falls in the last bin."""
-    return f"least(greatest(CAST(floor(({col.x} - ?) / ?) AS BIGINT), 0), ?)"
-
-
 def _bin_grid(lo: float, hi: float, bins: int, whole: bool) -> tuple[float, float, int]:
-    """(first edge, width, index of the last bin): the parameters of _bin_index."""
+    """(first edge, width, index of the last bin)."""
     if lo == hi:
         return lo, 1.0, 0
     if whole and hi - lo + 1 <= bins:
@@ -720,11 +810,10 @@ def target_relation(db: DatasetDB, feature: str, target: str, task: str) -> pd.D
         if not r["n_finite"]:
             return pd.DataFrame(columns=["class", "bin_start", "bin_end", "count"])
         grid = _bin_grid(r["lo"], r["hi"], 30, fcol.x_is_int)
-        rows = db.rows(f"SELECT c, b, count(*) FROM (SELECT {cls} AS c, {_bin_index(fcol)} AS b FROM data "
-                       f"WHERE {where} AND isfinite({fcol.x})) GROUP BY c, b", cls_params + list(grid))
-        counts = {(_label(c), b): int(n) for c, b, n in rows}
+        raw = _bin_counts(db, fcol, r, grid, where, by=cls, by_params=cls_params)
+        counts = {(_label(c), b): n for (c, b), n in raw.items()}
         starts, ends = _edges(r["lo"], r["hi"], grid)
-        labels = _labels(classes, any(c is None for c, _, _ in rows))
+        labels = _labels(classes, any(c is None for c, _ in raw))
         df = pd.DataFrame([(c, s, e, counts.get((c, i), 0)) for c in labels
                            for i, (s, e) in enumerate(zip(starts, ends))],
                           columns=["class", "bin_start", "bin_end", "count"])

@@ -8,6 +8,7 @@ import json
 import threading
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
+from pathlib import Path
 
 import sqlalchemy as sa
 
@@ -154,6 +155,8 @@ def _engine(url: str) -> sa.Engine:
         if url not in _engines:
             engine = sa.create_engine(url, pool_pre_ping=True)
             if engine.dialect.name == "sqlite":
+                if engine.url.database and engine.url.database != ":memory:":
+                    Path(engine.url.database).parent.mkdir(parents=True, exist_ok=True)
                 sa.event.listen(engine, "connect", _sqlite_pragmas)
             metadata.create_all(engine)
             _engines[url] = engine

@@ -1,10 +1,13 @@
 """Every page renders through the entrypoint (AppTest); the Data page's upload, filter, search, sort and paging."""
+from pathlib import Path
+
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from recipe_core.config import load_settings
 from recipe_core.store import Store
 
+APP = Path(__file__).resolve().parents[1] / "app.py"
 PAGES = ["pages/data.py", "pages/label.py", "pages/train.py", "pages/compare.py", "pages/tune.py"]
 
 
@@ -18,7 +21,7 @@ def app(home, monkeypatch):
     monkeypatch.setenv("RECIPE_HOME", str(home))
     monkeypatch.delenv("RECIPE_STORE_URL", raising=False)
     monkeypatch.delenv("RECIPE_MAX_UPLOAD_MB", raising=False)
-    at = AppTest.from_file("app.py", default_timeout=120)
+    at = AppTest.from_file(str(APP), default_timeout=120)
     at.run()
     assert not at.exception, at.exception
     return at
@@ -71,23 +74,22 @@ def test_upload_a_csv_then_filter_search_sort_and_page(app):
     assert any("120 matching rows" in c.value for c in app.caption)
 
     # filter builder: temp >= 100
-    app.selectbox[0].select("temp")
-    app.selectbox[1].select(">=")
-    app.text_input[0].input("100")
-    next(b for b in app.button if b.label == "Add filter").click().run()
+    add_filter(app, "temp", ">=", "nope")
+    assert app.error and "number" in app.error[0].value  # refused, and not kept
+    add_filter(app, "temp", ">=", "100")
     no_errors(app)
     assert any("20 matching rows" in c.value for c in app.caption)
 
     # free-text search within the filtered rows, case-insensitive
-    app.text_input(key=next(k for k in keys(app) if k.startswith("search:"))).input("OSLO").run()
+    app.text_input(key=f"search:{current(app)}").input("OSLO").run()
     no_errors(app)
     assert any("10 matching rows" in c.value for c in app.caption)
     table = app.dataframe[0].value
     assert set(table["city"]) == {"Oslo"}
 
     # sort descending
-    app.selectbox(key=next(k for k in keys(app) if k.startswith("sort:"))).select("temp")
-    app.toggle(key=next(k for k in keys(app) if k.startswith("desc:"))).set_value(True).run()
+    app.selectbox(key=f"sort:{current(app)}").select("temp")
+    app.toggle(key=f"desc:{current(app)}").set_value(True).run()
     no_errors(app)
     assert list(app.dataframe[0].value["temp"])[:3] == [119, 117, 115]
 
@@ -119,7 +121,7 @@ def test_where_box_refuses_file_access(app):
     open_data(app)
     choose_dataset(app, "wine")
     app.segmented_control(key="data_view").set_value("Rows").run()
-    where_key = next(k for k in keys(app) if k.startswith("where:"))
+    where_key = f"where:{current(app)}"
     app.text_area(key=where_key).input("alcohol > (SELECT count(*) FROM read_csv('/etc/passwd'))").run()
     assert not app.exception
     assert app.error and "\n" not in app.error[0].value
@@ -145,7 +147,7 @@ def test_overview_columns_and_target_views(app):
 
 def test_a_shared_url_opens_the_same_dataset_and_target(app):
     wine = Store(load_settings().store_url).get_dataset("wine")
-    fresh = AppTest.from_file("app.py", default_timeout=120)
+    fresh = AppTest.from_file(str(APP), default_timeout=120)
     fresh.query_params["dataset"] = wine.id
     fresh.query_params["target"] = "cultivar"
     fresh.run()
@@ -154,5 +156,13 @@ def test_a_shared_url_opens_the_same_dataset_and_target(app):
     assert fresh.sidebar.selectbox(key="w_target").value == "cultivar"
 
 
-def keys(at):
-    return [k for k in at.session_state.filtered_state]
+def add_filter(at, column, op, value):
+    at.selectbox(key="filter_column").select(column)
+    at.selectbox(key="filter_op").select(op)
+    at.text_input(key="filter_value").input(value)
+    next(b for b in at.button if b.label == "Add filter").click().run()
+
+
+def current(at):
+    """The selected dataset's id: the Rows view keys its widgets by it."""
+    return at.sidebar.selectbox(key="w_dataset").value

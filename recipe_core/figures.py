@@ -1,0 +1,214 @@
+"""Plotly figure builders: data in, go.Figure out (no Streamlit).
+
+Plotly renders a subset of HTML in titles, tick labels, legends and hover text (<b>, <br>, <a href=...>), so every
+string that comes from the data goes through escape() and shows exactly as typed.
+"""
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+
+GRID_HEIGHT = 220  # one cell of the histogram grid
+HEIGHT = 320  # a figure of its own
+TICK_CHARS = 18  # longer category labels are cut on the axis (the hover shows them whole)
+COLORS = ("#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#EECA3B", "#B279A2", "#FF9DA6", "#9D755D",
+          "#BAB0AC", "#79706E")
+OTHER = "(other)"
+
+
+def escape(text) -> str:
+    """Text from the data as plotly must receive it to show it literally: &, < and > as entities."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _short(text, n: int = TICK_CHARS) -> str:
+    text = str(text)
+    return escape(text if len(text) <= n else text[: n - 1] + "…")  # cut before escaping: never split an entity
+
+
+def _layout(fig: go.Figure, title: str, height: int, compact: bool = False) -> go.Figure:
+    fig.update_layout(
+        title={"text": title, "font": {"size": 13 if compact else 15}, "x": 0.01, "xanchor": "left"},
+        height=height,
+        margin={"l": 10, "r": 10, "t": 30, "b": 10} if compact else {"l": 10, "r": 10, "t": 45, "b": 10},
+        showlegend=not compact and sum(1 for t in fig.data if t.showlegend is not False) > 1,
+        bargap=0.05,
+        template="plotly_white",
+    )
+    fig.update_yaxes(automargin=True)
+    fig.update_xaxes(automargin=True)
+    return fig
+
+
+def _empty(title: str, height: int, compact: bool = False) -> go.Figure:
+    fig = go.Figure()
+    fig.add_annotation(text="no values to show", showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    return _layout(fig, title, height, compact)
+
+
+def _excluded(attrs: dict) -> str:
+    """' · 3 missing, 2 NaN' for rows a histogram could not place."""
+    parts = [f"{attrs[k]:,} {label}" for k, label in (("n_missing", "missing"), ("n_nan", "NaN"), ("n_inf", "inf"))
+             if attrs.get(k)]
+    return " · " + ", ".join(parts) if parts else ""
+
+
+def _bin_bars(df: pd.DataFrame, **trace) -> go.Bar:
+    """Bars drawn as a histogram: one per bin, as wide as the bin."""
+    start, end = df["bin_start"], df["bin_end"]
+    if pd.api.types.is_datetime64_any_dtype(start):
+        width = (end - start).dt.total_seconds() * 1000  # date axes measure in milliseconds
+        width = width.where(width > 0, 86_400_000)
+        ranges = [f"{a} – {b}" for a, b in zip(start, end)]
+    else:
+        width = (end - start).astype(float)
+        width = width.where(width > 0, max(abs(float(start.iloc[0])) * 0.1, 1.0) if len(start) else 1.0)
+        ranges = [f"{a:.4g} – {b:.4g}" for a, b in zip(start, end)]
+    return go.Bar(x=start + (end - start) / 2, y=df["count"], width=width, customdata=ranges,
+                  hovertemplate="%{customdata}<br>%{y:,} rows<extra></extra>", **trace)
+
+
+def _value_bars(df: pd.DataFrame, y, **trace) -> go.Bar:
+    labels = [escape(v) for v in df["value"]]
+    return go.Bar(x=labels, y=y, customdata=labels, hovertemplate="%{customdata}<br>%{y:,}<extra></extra>", **trace)
+
+
+def _category_ticks(fig: go.Figure, values) -> None:
+    values = list(dict.fromkeys(str(v) for v in values))
+    fig.update_xaxes(type="category", tickmode="array", tickvals=[escape(v) for v in values],
+                     ticktext=[_short(v) for v in values])
+
+
+def histogram_figure(hist_df: pd.DataFrame, column: str, kind: str) -> go.Figure:
+    """A small histogram for the grid, from profiles.histogram(): bins ([bin_start, bin_end, count]) or
+    counts per value ([value, count])."""
+    title = escape(column) + _excluded(hist_df.attrs)
+    if hist_df.empty:
+        return _empty(title, GRID_HEIGHT, compact=True)
+    fig = go.Figure()
+    if "bin_start" in hist_df:
+        fig.add_trace(_bin_bars(hist_df, marker_color=COLORS[0]))
+        if kind == "text":
+            fig.update_xaxes(title={"text": "length (characters)", "font": {"size": 11}})
+    else:
+        fig.add_trace(_value_bars(hist_df, hist_df["count"], marker_color=COLORS[0]))
+        _category_ticks(fig, hist_df["value"])
+    return _layout(fig, title, GRID_HEIGHT, compact=True)
+
+
+def class_balance_figure(counts_df: pd.DataFrame, target: str) -> go.Figure:
+    """Rows per class, from profiles.value_counts() ([value, count]), largest first, with each class's share.
+
+    A histogram of a numeric target ([bin_start, bin_end, count]) is accepted too: each non-empty bin is a class
+    (an integer target with few values has one bin per value, labelled by it)."""
+    title = f"Class balance of {escape(target)}"
+    if "bin_start" in counts_df:
+        counts_df = _bins_as_classes(counts_df)
+    if counts_df.empty:
+        return _empty(title, HEIGHT)
+    df = counts_df.iloc[::-1]  # most frequent first, and horizontal bars are drawn bottom-up
+    total = counts_df["count"].sum() + counts_df.attrs.get("n_other", 0)
+    labels = [escape(v) for v in df["value"]]
+    shares = [f"{c / total:.1%}" for c in df["count"]]
+    fig = go.Figure(go.Bar(x=df["count"], y=labels, orientation="h", text=shares, textposition="auto",
+                           marker_color=COLORS[0], customdata=labels,
+                           hovertemplate="%{customdata}<br>%{x:,} rows (%{text})<extra></extra>"))
+    fig.update_yaxes(type="category", tickmode="array", tickvals=labels,
+                     ticktext=[_short(v) for v in df["value"]])
+    fig.update_xaxes(title="rows")
+    return _layout(fig, title, min(80 + 28 * len(df), 700))
+
+
+def _bins_as_classes(df: pd.DataFrame) -> pd.DataFrame:
+    df = df[df["count"] > 0]
+    mid = df["bin_start"] + (df["bin_end"] - df["bin_start"]) / 2
+    edges = list(zip(df["bin_start"], df["bin_end"], mid))
+    whole = all(float(e) - float(s) == 1.0 and float(m).is_integer() for s, e, m in edges)
+    labels = [f"{int(m)}" if whole else f"{s:.4g} – {e:.4g}" for s, e, m in edges]
+    out = pd.DataFrame({"value": labels, "count": df["count"].to_numpy()})
+    return out.sort_values("count", ascending=False, kind="stable")
+
+
+def target_distribution_figure(hist_df: pd.DataFrame, target: str) -> go.Figure:
+    """A regression target's histogram, from profiles.histogram()."""
+    title = f"Distribution of {escape(target)}" + _excluded(hist_df.attrs)
+    if hist_df.empty:
+        return _empty(title, HEIGHT)
+    fig = go.Figure(_bin_bars(hist_df, marker_color=COLORS[0]) if "bin_start" in hist_df
+                    else _value_bars(hist_df, hist_df["count"], marker_color=COLORS[0]))
+    if "value" in hist_df:
+        _category_ticks(fig, hist_df["value"])
+    fig.update_yaxes(title="rows")
+    return _layout(fig, title, HEIGHT)
+
+
+def target_relation_figure(rel_df: pd.DataFrame, feature: str, target: str, task: str) -> go.Figure:
+    """One feature against the target, from profiles.target_relation():
+    classification: the feature's distribution per class (overlaid histograms, or grouped bars per value), each
+    class as a share of its own rows so that small classes stay visible;
+    regression: the target's mean and quartile band per feature bin, or its mean per feature value."""
+    title = f"{escape(feature)} against {escape(target)}"
+    if rel_df.empty:
+        return _empty(title, HEIGHT)
+    fig = go.Figure()
+    if "class" in rel_df:
+        classes = list(dict.fromkeys(rel_df["class"]))
+        for i, cls in enumerate(classes):
+            part = rel_df[rel_df["class"] == cls]
+            share = part["count"] / max(part["count"].sum(), 1)
+            style = {"name": _short(cls, 30), "marker_color": COLORS[i % len(COLORS)], "legendgroup": str(i)}
+            if "bin_start" in rel_df and len(classes) > 3:
+                # Many classes: step outlines stay readable where overlaid bars turn to mud.
+                bars = go.Scatter(x=part["bin_start"] + (part["bin_end"] - part["bin_start"]) / 2, y=share,
+                                  mode="lines", line={"shape": "hvh", "width": 2, "color": style["marker_color"]},
+                                  customdata=_bin_bars(part).customdata, **style)
+            elif "bin_start" in rel_df:
+                bars = _bin_bars(part.assign(count=share), opacity=0.55, **style)
+            else:
+                bars = _value_bars(part, share, **style)
+            # Data never goes into a hovertemplate (it would read "%{...}" in it); the escaped name is fetched.
+            bars.hovertemplate = "%{customdata}<br>%{y:.1%} of the class<extra>%{fullData.name}</extra>"
+            fig.add_trace(bars)
+        if "value" in rel_df:
+            _category_ticks(fig, rel_df["value"])
+        fig.update_layout(barmode="overlay" if "bin_start" in rel_df else "group",
+                          legend_title_text=escape(target))
+        fig.update_yaxes(title="share of class", tickformat=".1%", rangemode="tozero")
+    elif "bin_start" in rel_df:
+        x = rel_df["bin_start"] + (rel_df["bin_end"] - rel_df["bin_start"]) / 2
+        fig.add_trace(go.Scatter(x=x, y=rel_df["q75"], mode="lines", line={"width": 0}, hoverinfo="skip",
+                                 showlegend=False))
+        fig.add_trace(go.Scatter(x=x, y=rel_df["q25"], mode="lines", line={"width": 0}, fill="tonexty",
+                                 fillcolor="rgba(76,120,168,0.2)", name="middle 50%", hoverinfo="skip"))
+        fig.add_trace(go.Scatter(x=x, y=rel_df["mean"], mode="lines+markers", name="mean",
+                                 marker_color=COLORS[0], customdata=rel_df["count"],
+                                 hovertemplate="%{x}<br>mean %{y:.4g}<br>%{customdata:,} rows<extra></extra>"))
+        fig.update_yaxes(title=escape(target))
+        fig.update_xaxes(title=escape(feature))
+    else:
+        err = {"type": "data", "symmetric": False, "array": rel_df["q75"] - rel_df["mean"],
+               "arrayminus": rel_df["mean"] - rel_df["q25"]}
+        bars = _value_bars(rel_df, rel_df["mean"], marker_color=COLORS[0], error_y=err, name="mean")
+        bars.hovertemplate = "%{customdata}<br>mean %{y:.4g}<extra></extra>"
+        fig.add_trace(bars)
+        _category_ticks(fig, rel_df["value"])
+        fig.update_yaxes(title=f"mean {escape(target)} (bars: middle 50%)")
+    return _layout(fig, title, HEIGHT)
+
+
+def missing_figure(table: pd.DataFrame, top: int = 40) -> go.Figure:
+    """Share of missing values per column, from profiles.profile_table() ([column, missing_share, ...]); only
+    columns with missing values, most first."""
+    df = table[table["missing_share"] > 0].sort_values("missing_share", ascending=False).head(top)
+    title = "Missing values per column"
+    if df.empty:
+        return _empty(title + ": none", 120)
+    df = df.iloc[::-1]
+    labels = [escape(c) for c in df["column"]]
+    fig = go.Figure(go.Bar(x=df["missing_share"], y=labels, orientation="h", marker_color=COLORS[3],
+                           customdata=labels, hovertemplate="%{customdata}<br>%{x:.1%} missing<extra></extra>"))
+    fig.update_yaxes(type="category", tickmode="array", tickvals=labels, ticktext=[_short(c, 30) for c in df["column"]])
+    fig.update_xaxes(tickformat=".0%", range=[0, 1])
+    return _layout(fig, title, min(80 + 22 * len(df), 900))
