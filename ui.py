@@ -131,6 +131,7 @@ def _copy_widget(widget_key: str, session_key: str) -> None:
 
 def sidebar() -> Selection:
     """Render the dataset and target pickers (on every page) and return the selection."""
+    st.set_page_config(page_title="Recipe", layout="wide")  # also when a deep link runs a page without app.py
     cfg = settings()
     the_store = _store(cfg.store_url)
     try:

@@ -24,7 +24,6 @@ from pathlib import Path, PureWindowsPath
 from typing import BinaryIO
 
 import duckdb
-import sqlalchemy as sa
 
 from recipe_core.config import Settings
 from recipe_core.errors import BadInput, NotFound
@@ -448,7 +447,7 @@ def _csv_error(e: duckdb.Error, src: _Source) -> BadInput:
         return BadInput(f"{where} is longer than {_mb(MAX_LINE_BYTES)}")
     if "Invalid unicode" in msg:
         return BadInput(f"{where} is not valid {src.csv['encoding'].upper()} text")
-    return BadInput(f"could not read the file as {src.fmt.upper()}: {_first_line(e)}")
+    return BadInput(f"could not read the file as {src.fmt.upper()}: {_first_line(e, drop_quoted_paths=True)}")
 
 
 def _ragged_line(src: _Source, expected: int, record: int | None) -> int | None:
@@ -624,9 +623,11 @@ def _cell_name(value) -> str:
 
 
 def _excel_column(series):
+    import pandas as pd
+
     series = series.convert_dtypes()
     if series.dtype == object:  # mixed cells (numbers and words): keep every value, as text
-        series = series.map(lambda v: None if v is None or v != v else str(v)).astype("string")
+        series = series.map(lambda v: None if pd.isna(v) else str(v)).astype("string")
     return series
 
 
@@ -837,19 +838,15 @@ def _registered(store: Store, dataset_id: str) -> DatasetRecord | None:
 
 
 def _register(store: Store, record: DatasetRecord) -> DatasetRecord:
-    for _ in range(5):
+    for _ in range(2):
         try:
             return store.add_dataset(record)
-        except sa.exc.IntegrityError:
-            # Another process registered these bytes (or took the name) between our check and our insert.
+        except Exception:  # noqa: BLE001 - the store's IntegrityError (SQL stays in store.py, so no import here)
+            # Another process registered these bytes, or took the free name, between the check and the insert.
             existing = _registered(store, record.id)
             if existing is not None:
                 return existing
-    return store.add_dataset(record)
-
-
-# -----------------------------------------------------------------------------------------------------------
-# small helpers
+    return store.add_dataset(record)  # a last try: its error, if any, is a real one
 
 
 _NO_MEMORY = "the file needs more memory to ingest than this server allows"

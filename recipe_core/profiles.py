@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from recipe_core.errors import BadInput, QueryFailed
+from recipe_core.errors import BadInput, NotFound, QueryFailed
 from recipe_core.queries import DatasetDB, quote_ident
 from recipe_core.snapshot import ROW_ID
 
@@ -89,7 +89,10 @@ class Profile:
     notes: list[str] = field(default_factory=list)  # checks that could not run, and why
 
     def column(self, name: str) -> ColumnProfile:
-        return next(c for c in self.columns if c.name == name)
+        for c in self.columns:
+            if c.name == name:
+                return c
+        raise NotFound(f"the profile has no column {name!r}")
 
 
 # -- columns as the view sees them ---------------------------------------------------------------------
@@ -592,7 +595,8 @@ def _leak_scores(db, features, n_rows, task, tcol, where, fallback, center=0.0) 
     short = n_rows <= LONG_MAX_ROWS
 
     def cost(f) -> float:
-        return max(2 * n_rows / QUERY_BUDGET, n_rows / LONG_CELLS if short else 0.0, f[1].n_distinct / DISTINCT_BUDGET)
+        keys = f[1].n_distinct if f[2][1] is None else LEAK_BINS + 1  # groups it adds to the GROUP BY
+        return max(2 * n_rows / QUERY_BUDGET, n_rows / LONG_CELLS if short else 0.0, keys / DISTINCT_BUDGET)
 
     out: dict[str, float] = {}
     for chunk in _chunks(features, cost, LONG_MAX_COLUMNS):

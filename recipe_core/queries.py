@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import bisect
 import csv
+import heapq
 import io
+import itertools
 import json
 import threading
 import time
@@ -91,14 +93,13 @@ class DatasetDB:
         # A cursor per query: safe to use from several Streamlit sessions' threads at once.
         with self._lock:
             cur = self._con.cursor()
-        timer = threading.Timer(self.settings.query_timeout_s, cur.interrupt)
-        timer.start()
+        token = _WATCHDOG.watch(cur, self.settings.query_timeout_s)
         try:
             yield cur
         except (duckdb.Error, OSError, pa.ArrowException) as e:
             raise self._failure(e) from None
         finally:
-            timer.cancel()
+            _WATCHDOG.done(token)
             cur.close()
 
     def _failure(self, e: Exception) -> QueryFailed:
@@ -132,8 +133,7 @@ class DatasetDB:
         try:
             reader = None
             while True:
-                timer = threading.Timer(self.settings.query_timeout_s, cur.interrupt)
-                timer.start()
+                token = _WATCHDOG.watch(cur, self.settings.query_timeout_s)
                 try:
                     if reader is None:
                         reader = cur.sql(sql, params=list(params) or None).to_arrow_reader(batch_rows)
@@ -143,10 +143,63 @@ class DatasetDB:
                 except (duckdb.Error, OSError, pa.ArrowException) as e:
                     raise self._failure(e) from None
                 finally:
-                    timer.cancel()
+                    _WATCHDOG.done(token)
                 yield batch
         finally:
             cur.close()
+
+
+class _Watchdog:
+    """One thread that interrupts every query outliving its deadline.
+
+    A threading.Timer per query costs a thread start (1-4 ms on a busy 2-core machine), paid two or three
+    times per page; registering a deadline here costs microseconds.
+    """
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._heap: list = []  # (deadline, token, cursor); finished tokens are dropped lazily
+        self._live: set[int] = set()
+        self._tokens = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, cursor, seconds: float) -> int:
+        with self._cond:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="recipe-query-watchdog", daemon=True)
+                self._thread.start()
+            token = next(self._tokens)
+            heapq.heappush(self._heap, (time.monotonic() + seconds, token, cursor))
+            self._live.add(token)
+            self._cond.notify()
+            return token
+
+    def done(self, token: int) -> None:
+        with self._cond:  # once this returns, the query can no longer be interrupted
+            self._live.discard(token)
+
+    def _run(self) -> None:
+        with self._cond:
+            while True:
+                while self._heap and self._heap[0][1] not in self._live:
+                    heapq.heappop(self._heap)
+                if not self._heap:
+                    self._cond.wait()
+                    continue
+                deadline, token, cursor = self._heap[0]
+                wait = deadline - time.monotonic()
+                if wait > 0:
+                    self._cond.wait(wait)
+                    continue
+                heapq.heappop(self._heap)
+                self._live.discard(token)
+                try:
+                    cursor.interrupt()
+                except Exception:  # the cursor closed meanwhile: nothing left to stop
+                    pass
+
+
+_WATCHDOG = _Watchdog()
 
 
 def _view_columns(record: DatasetRecord) -> str:

@@ -277,11 +277,14 @@ def test_xlsx(settings, store, tmp_path):
         ["name", "age", "when", "mixed", None],
         ["ann", 31, datetime.datetime(2020, 1, 2), 1, 5],
         ["bob", None, datetime.datetime(2021, 3, 4), "two", 6],
+        [None, None, None, None, None],  # blank rows are dropped
+        ["cy", 40.5, None, None, 7],
     ])
     record = ingest_file(settings, store, path)
     assert record.fmt == "xlsx" and record.column_names == ["name", "age", "when", "mixed", "column_5"]
     assert dtypes(record)["when"].startswith("TIMESTAMP") and dtypes(record)["mixed"] == "VARCHAR"
-    assert [r[1:2] + r[4:] for r in rows(settings, record)] == [("ann", "1", 5), ("bob", "two", 6)]
+    assert [r[1:3] + r[4:] for r in rows(settings, record)] == [
+        ("ann", 31.0, "1", 5), ("bob", None, "two", 6), ("cy", 40.5, None, 7)]
 
 
 @pytest.mark.parametrize("inner, fmt", [("a,b\n1,x\n2,y\n", "csv+gzip"), ('{"a":1,"b":"x"}\n{"a":2,"b":"y"}\n', "jsonl+gzip")])

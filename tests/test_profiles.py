@@ -343,6 +343,8 @@ def test_unknown_columns_and_bad_arguments(make):
         P.profile(db, target="nope")
     with pytest.raises(NotFound):
         P.histogram(db, "nope")
+    with pytest.raises(NotFound):
+        P.profile(db).column("nope")
     with pytest.raises(BadInput):
         P.target_relation(db, "a", "a", "clustering")
     with pytest.raises(BadInput):
