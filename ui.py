@@ -83,6 +83,11 @@ def _histogram(key: tuple, column: str, _db: queries.DatasetDB):
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
+def _value_counts(key: tuple, column: str, _db: queries.DatasetDB):
+    return profiles.value_counts(_db, column)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
 def _target_relation(key: tuple, feature: str, target: str, task: str, _db: queries.DatasetDB):
     return profiles.target_relation(_db, feature, target, task)
 
@@ -98,6 +103,10 @@ def profile(sel: Selection):
 
 def histogram(sel: Selection, column: str):
     return _histogram(_db_key(sel), column, db(sel))
+
+
+def value_counts(sel: Selection, column: str):
+    return _value_counts(_db_key(sel), column, db(sel))
 
 
 def target_relation(sel: Selection, feature: str, task: str):

@@ -121,11 +121,10 @@ def target_view() -> None:
         return
     task = ui.task(sel)
     st.caption(f"`{sel.target}` looks like a **{task}** target.")
-    hist = ui.histogram(sel, sel.target)
     if task == "classification":
-        st.plotly_chart(figures.class_balance_figure(hist, sel.target))
+        st.plotly_chart(figures.class_balance_figure(ui.value_counts(sel, sel.target), sel.target))
     else:
-        st.plotly_chart(figures.target_distribution_figure(hist, sel.target))
+        st.plotly_chart(figures.target_distribution_figure(ui.histogram(sel, sel.target), sel.target))
     features = [c for c in record.column_names if c != sel.target]
     if not features:
         return

@@ -9,7 +9,6 @@ import argparse
 import json
 import math
 import sys
-from dataclasses import asdict
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -70,14 +69,9 @@ def cmd_profile(args, settings, store) -> dict:
         record.column(args.target)
     db = queries.DatasetDB(settings, record)
     try:
-        p = profiles.profile(db, args.target)
+        return profiles.as_json(profiles.profile(db, args.target))
     finally:
         db.close()
-    return {
-        "n_rows": p.n_rows,
-        "columns": [asdict(c) for c in p.columns],
-        "warnings": [{"kind": w.kind, "column": w.column, "message": w.message, "value": w.value} for w in p.warnings],
-    }
 
 
 def cmd_query(args, settings, store) -> dict:
@@ -155,7 +149,7 @@ def show(command: str, out) -> str:
         return "\n".join(f"{d['id']}  {d['n_rows']:>10,} rows  {d['name']}" for d in out) or "no datasets"
     if command == "profile":
         lines = [f"{out['n_rows']:,} rows"]
-        lines += [f"  {c['name']}: {c['kind']}, {c['n_missing']:,} missing, {c['n_distinct']:,} distinct" for c in out["columns"]]
+        lines += [f"  {c['name']}: {c['type']}, {c['n_missing']:,} missing, {c['n_distinct']:,} distinct" for c in out["columns"]]
         lines += [f"warning [{w['kind']}] {w['column'] or ''}: {w['message']}" for w in out["warnings"]]
         return "\n".join(lines)
     if command == "query":

@@ -46,7 +46,8 @@ KEEP_TYPES = re.compile(
     r"FLOAT|DOUBLE|DECIMAL\(\d+,\s*\d+\)|DATE|TIMESTAMP.*|VARCHAR)$"
 )
 NUMERIC = re.compile(
-    r"^(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT|UTINYINT|USMALLINT|UINTEGER|UBIGINT|UHUGEINT|FLOAT|REAL|DOUBLE|DECIMAL.*)$"
+    r"^(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT|UTINYINT|USMALLINT|UINTEGER|UBIGINT|UHUGEINT|"
+    r"FLOAT|REAL|DOUBLE|DECIMAL.*)$"
 )
 INTEGER = re.compile(r"^U?(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT)$")
 
@@ -131,6 +132,7 @@ class _Source:
     csv: dict | None = None  # explicit read_csv options, so a failed type guess can be widened and retried
     ascii_head: bool = False  # the sniffed sample was plain ASCII: UTF-8 was a guess, Latin-1 is as likely
     check_integers: bool = False  # rows beyond the sniffer's sample: a later 2.5 must not become 3
+    json: str | None = None  # read_json call (no closing parenthesis) while its types come from a sample
     exact: set[int] = field(default_factory=set)  # checked BIGINT columns whose values a double cannot hold
 
 
@@ -176,7 +178,8 @@ def _ingest(settings, store, path: Path, digest: Future, size: int, source_name:
             notes=tuple(src.notes),
             size_bytes=size,
         )
-        return _register(store, record)
+        # Store.add_dataset settles a race with another process: the loser gets the winner's record.
+        return store.add_dataset(record)
     finally:
         con.close()
         tmp.unlink(missing_ok=True)
@@ -488,25 +491,60 @@ def _open_json(con, path: Path, text: str, encoding: str) -> _Source:
         fmt, layout = "json", "unstructured"
     # One object may span the whole file when it is not an array or JSON Lines.
     max_object = MAX_LINE_BYTES if layout != "unstructured" else max(MAX_LINE_BYTES, path.stat().st_size + 1)
-    # sample_size=-1: types from every record, so a late 2.5 is never cut to the integer 2.
-    from_sql = (
-        f"read_json({_lit(str(path))}, format='{layout}', records=true, sample_size=-1, "
-        f"maximum_object_size={max_object})"
-    )
+    reader = f"read_json({_lit(str(path))}, format='{layout}', records=true, maximum_object_size={max_object}"
+    src = _Source(fmt, path, f"{reader})", [], [], json=reader)
     try:
-        described = con.execute(f"DESCRIBE SELECT * FROM {from_sql}").fetchall()
-        names, types = [r[0] for r in described], [r[1] for r in described]
+        keys, types = _describe(con, src.from_sql)  # types from DuckDB's sample of the records
         if layout == "unstructured" and types and all(t.endswith("[]") for t in types):
-            # One object of equal-length lists, {"col": [values...]}: a table stored by column.
-            if con.execute(f"SELECT count(*) FROM {from_sql}").fetchone()[0] == 1:
-                cols = ", ".join(f"unnest({_ident(n)}) AS {_ident(n)}" for n in names)
-                from_sql = f"(SELECT {cols} FROM {from_sql})"
-                described = con.execute(f"DESCRIBE SELECT * FROM {from_sql}").fetchall()
-                types = [r[1] for r in described]
+            # One object of lists, {"col": [values...]}: a table stored by column.
+            if con.execute(f"SELECT count(*) FROM {src.from_sql}").fetchone()[0] == 1:
+                _scan_all_json(con, src)
+                unnest = ", ".join(f"unnest({_ident(k)}) AS {_ident(k)}" for k in src.names)
+                src.from_sql = f"(SELECT {unnest} FROM {src.from_sql})"
+                keys, types = _describe(con, src.from_sql)
+        elif _fractions_after_sample(con, reader, keys, types):
+            _scan_all_json(con, src)
+            keys, types = _describe(con, src.from_sql)
     except duckdb.Error as e:
         raise _json_error(e, path) from None
-    final, notes = _unique_names(names)
-    return _Source(fmt, path, from_sql, final, types, notes + _text_notes(final, types))
+    src.names, notes = _unique_names(keys)
+    src.types, src.notes = types, notes + _text_notes(src.names, types)
+    return src
+
+
+def _describe(con, from_sql: str) -> tuple[list[str], list[str]]:
+    described = con.execute(f"DESCRIBE SELECT * FROM {from_sql}").fetchall()
+    return [r[0] for r in described], [r[1] for r in described]
+
+
+def _fractions_after_sample(con, reader: str, keys: list[str], types: list[str]) -> bool:
+    """Whether an integer column (typed from a sample) holds a fraction or a huge number somewhere.
+
+    From a sample, DuckDB would cut a later 2.5 to 2; this one parallel pass is ~4x cheaper than typing every
+    record. (A key first seen after the sample makes the COPY fail instead, and that is retried in full.)
+    """
+    ints = [k for k, t in zip(keys, types) if INTEGER.match(t)]
+    if not ints:
+        return False
+    columns = ", ".join(f"{_lit(k)}: 'DOUBLE'" for k in ints)
+    checks = ", ".join(f"bool_or({_ident(k)} <> trunc({_ident(k)}) OR abs({_ident(k)}) >= {2**53})" for k in ints)
+    try:
+        found = con.execute(f"SELECT {checks} FROM {reader}, columns={{{columns}}})").fetchone()
+    except duckdb.Error:
+        return True  # something else that is not a number: let the full pass sort it out
+    return any(found)
+
+
+def _scan_all_json(con, src: _Source) -> bool:
+    """Type every record (a full extra pass), then read with those types given explicitly."""
+    if src.json is None:
+        return False
+    keys, types = _describe(con, f"{src.json}, sample_size=-1)")
+    columns = ", ".join(f"{_lit(k)}: {_lit(t)}" for k, t in zip(keys, types))
+    src.from_sql, src.json = f"{src.json}, columns={{{columns}}})", None
+    src.names, notes = _unique_names(keys)
+    src.types, src.notes = types, notes + _text_notes(src.names, types)
+    return True
 
 
 def _is_json_lines(text: str) -> bool:
@@ -714,12 +752,16 @@ def _write_snapshot(con, src: _Source, tmp: Path) -> int:
             return int(con.execute(sql).fetchone()[0])
         except duckdb.Error as e:
             msg = str(e)
-            retry = src.csv is not None and (
-                _widen(src, msg) or _fall_back_to_latin1(src, msg) or _allow_long_lines(src, msg)
-            )
+            if src.csv is not None:
+                retry = _widen(src, msg) or _fall_back_to_latin1(src, msg) or _allow_long_lines(src, msg)
+                src.from_sql = _csv_from(src)
+            else:  # a JSON record beyond the sample did not fit its types (e.g. a new key)
+                try:
+                    retry = _scan_all_json(con, src)
+                except duckdb.Error as again:
+                    raise _read_error(again, src) from None
             if not retry:
                 raise _read_error(e, src) from None
-        src.from_sql = _csv_from(src)
     raise BadInput("could not settle the column types of the file")
 
 
@@ -835,18 +877,6 @@ def _registered(store: Store, dataset_id: str) -> DatasetRecord | None:
     except NotFound:
         return None
     return found if found.id == dataset_id else None
-
-
-def _register(store: Store, record: DatasetRecord) -> DatasetRecord:
-    for _ in range(2):
-        try:
-            return store.add_dataset(record)
-        except Exception:  # noqa: BLE001 - the store's IntegrityError (SQL stays in store.py, so no import here)
-            # Another process registered these bytes, or took the free name, between the check and the insert.
-            existing = _registered(store, record.id)
-            if existing is not None:
-                return existing
-    return store.add_dataset(record)  # a last try: its error, if any, is a real one
 
 
 _NO_MEMORY = "the file needs more memory to ingest than this server allows"

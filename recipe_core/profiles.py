@@ -905,7 +905,7 @@ def as_json(prof: Profile) -> dict:
     return {
         "n_rows": prof.n_rows, "seconds": round(prof.seconds, 3), "approximate": prof.approximate, "task": prof.task,
         "columns": [{
-            "name": p.name, "type": p.dtype, "kind": p.kind, "n": p.n, "n_missing": p.n_missing,
+            "name": p.name, "type": p.kind, "dtype": p.dtype, "n": p.n, "n_missing": p.n_missing,
             "n_distinct": p.n_distinct, "min": cell(p.min), "max": cell(p.max), "mean": cell(p.mean),
             "std": cell(p.std), "quantiles": {k: cell(v) for k, v in p.quantiles.items()},
             "top_values": [[cell(v), n] for v, n in p.top_values], "n_nan": p.n_nan, "n_inf": p.n_inf,

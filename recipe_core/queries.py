@@ -572,7 +572,9 @@ def coerce_value(value, dtype: str, column: str):
         if isinstance(text, (int, float, Decimal)):
             return text
         try:
-            return int(text)
+            number = int(text)
+            # Beyond BIGINT DuckDB cannot bind a Python int; as a float it still compares correctly.
+            return number if abs(number) < 2**63 else float(number)
         except ValueError:
             pass
         try:
@@ -688,8 +690,7 @@ def _count(db: DatasetDB, pred: str, params: list) -> int:
     key = ("count", pred, _freeze(params))
     n = db.memo.count(key)
     if n is None:
-        where = f" WHERE {pred}" if pred else ""
-        n = int(db.rows(f"SELECT count(*) FROM data{where}", params)[0][0])
+        n = int(db.rows(f"SELECT count(*) FROM data WHERE {pred}", params)[0][0])
         db.memo.set_count(key, n)
     return n
 

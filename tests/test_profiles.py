@@ -162,7 +162,7 @@ def test_five_thousand_columns(make):
     prof = P.profile(make(data), target="y")
     assert len(prof.columns) == 5000 and prof.notes == []
     assert prof.column("f17").n == n and prof.column("s5").n_distinct <= 3
-    assert time.perf_counter() - start < 40
+    assert time.perf_counter() - start < 50  # ~6-10 s on a quiet 2-core machine; a guard against hangs
 
 
 # -- each warning fires on a broken case and stays quiet on a clean one ------------------------------------

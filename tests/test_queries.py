@@ -8,6 +8,8 @@ from __future__ import annotations
 import csv
 import io
 import math
+import threading
+import time
 from datetime import date, datetime
 from pathlib import Path
 
@@ -144,6 +146,7 @@ def test_long_strings_truncated_in_page_full_in_row(people):
     (Filter("age", ">", "62"), [9]),
     (Filter("age", ">=", "62"), [5, 9]),
     (Filter("age", ">", 61.5), [5, 9]),
+    (Filter("age", "<", "1" + "0" * 25), [0, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]),  # beyond BIGINT
     (Filter("name", "contains", "AN"), [0, 3, 6, 8]),
     (Filter("name", "starts with", "c"), [2]),
     (Filter("age", "is missing"), [1]),
@@ -404,6 +407,34 @@ def test_watchdog_stops_a_long_query(tmp_path):
     with pytest.raises(QueryFailed, match="took longer than"):
         queries.page(db, RowQuery(where="hash(repeat(s, 2000)) = 42"))
     assert queries.page(db, RowQuery(limit=3)).n_total == 200_000  # the connection still works
+    db.close()
+
+
+def test_watchdog_spares_queries_that_finished(tmp_path):
+    # Many quick queries, together far longer than the timeout: an old deadline must never stop a new query.
+    db = make_db(tmp_path, "SELECT range AS __row_id, range AS x FROM range(1000)", query_timeout_s=0.2)
+    start = time.perf_counter()
+    while time.perf_counter() - start < 0.8:
+        assert db.rows("SELECT count(*) FROM data")[0][0] == 1000
+    db.close()
+
+
+def test_watchdog_stops_only_the_slow_query_among_threads(tmp_path):
+    db = make_db(tmp_path, "SELECT range AS __row_id, range AS x FROM range(1000)", query_timeout_s=0.4)
+    results = {}
+
+    def slow():
+        try:
+            db.rows("SELECT count(*) FROM range(100000000000) a WHERE hash(a.range) = 1")
+        except QueryFailed as e:
+            results["slow"] = str(e)
+
+    t = threading.Thread(target=slow)
+    t.start()
+    quick = [db.rows("SELECT sum(x) FROM data")[0][0] for _ in range(20)]
+    t.join(10)
+    assert quick == [499500] * 20
+    assert "took longer than 0.4 s" in results["slow"]
     db.close()
 
 
