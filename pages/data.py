@@ -60,7 +60,8 @@ for note in record.notes:
 VIEWS = ["Overview", "Columns", "Target", "Rows"]
 if st.query_params.get("row") is not None:
     st.session_state.setdefault("data_view", "Rows")
-view = st.segmented_control("View", VIEWS, default="Overview", key="data_view", label_visibility="collapsed")
+view = st.segmented_control("View", VIEWS, default="Overview", required=True, key="data_view",
+                            label_visibility="collapsed")
 
 try:
     profile = ui.profile(sel)
@@ -75,8 +76,17 @@ def overview() -> None:
     if not profile.warnings:
         st.success("No warnings: no duplicates, constant, mostly-missing or ID-like columns, NaN/inf, outliers"
                    + (", imbalance or leakage." if sel.target else ". Pick a target for imbalance and leakage."))
+    by_kind = {}
     for w in profile.warnings:
-        st.warning(f"**{w.kind}**{'' if w.column is None else f' · `{w.column}`'}: {w.message}")
+        by_kind.setdefault(w.kind, []).append(w)
+    for kind, found in by_kind.items():
+        if len(found) == 1:
+            w = found[0]
+            st.warning(f"**{kind}**{'' if w.column is None else f' · `{w.column}`'}: {w.message}")
+        else:
+            with st.expander(f"**{kind}** in {len(found)} columns", icon=":material/warning:"):
+                st.dataframe({"column": [w.column for w in found], "finding": [w.message for w in found]},
+                             hide_index=True, width="stretch")
     st.subheader("Every column")
     st.dataframe(profiles.profile_table(profile), hide_index=True, width="stretch")
     with st.form("override_kind", border=False):
@@ -122,7 +132,11 @@ def target_view() -> None:
     task = ui.task(sel)
     st.caption(f"`{sel.target}` looks like a **{task}** target.")
     if task == "classification":
-        st.plotly_chart(figures.class_balance_figure(ui.value_counts(sel, sel.target), sel.target))
+        counts = ui.value_counts(sel, sel.target)
+        st.plotly_chart(figures.class_balance_figure(counts, sel.target))
+        if len(counts) > 1:
+            st.caption(f"{len(counts)} classes · imbalance ratio (largest / smallest class) "
+                       f"{counts['count'].max() / max(1, counts['count'].min()):.3g}")
     else:
         st.plotly_chart(figures.target_distribution_figure(ui.histogram(sel, sel.target), sel.target))
     features = [c for c in record.column_names if c != sel.target]
@@ -158,13 +172,14 @@ def rows_view() -> None:
         if st.button(f"✕ {text}", key=f"rm_filter_{i}", help="Remove this filter"):
             state["filters"].pop(i)
             st.rerun()
-    c1, c2, c3, c4 = st.columns([3, 3, 1, 2], vertical_alignment="bottom")
+    c1, c2, c3, c4 = st.columns([3, 3, 1.5, 2], vertical_alignment="bottom")
     search = c1.text_input("Search text columns", max_chars=1000, key=f"search:{record.id}")
     sort_options = [None, *record.column_names]
     sort = c2.selectbox("Sort by", sort_options, format_func=lambda c: "file order" if c is None else c,
                         key=f"sort:{record.id}")
     descending = c3.toggle("Descending", key=f"desc:{record.id}")
-    mode = c4.segmented_control("Mode", ["Pages", "Random sample"], default="Pages", key=f"mode:{record.id}")
+    mode = c4.segmented_control("Mode", ["Pages", "Random sample"], default="Pages", required=True,
+                               key=f"mode:{record.id}")
     with st.expander("Expert: WHERE expression", icon=":material/code:"):
         where = st.text_area(
             "A SQL expression over the columns (quote names with spaces in double quotes)",
@@ -208,7 +223,8 @@ def rows_view() -> None:
     except RecipeError as e:
         ui.show_error(e)
         return
-    picked = st.dataframe(rows, on_select="rerun", selection_mode="single-row", key="rows_table", width="stretch")
+    picked = st.dataframe(rows.rename_axis("row"), on_select="rerun", selection_mode="single-row", key="rows_table",
+                          width="stretch", hide_index=False)
     n_pages = max(1, -(-n_total // page_size))
     if seed is None and n_pages > 1:
         if st.session_state.get(page_key, 1) > n_pages:  # the filters changed under a deep page
