@@ -92,8 +92,8 @@ def overview() -> None:
     with st.form("override_kind", border=False):
         st.markdown("**Change how a column is treated**")
         left, right, go = st.columns([3, 2, 1], vertical_alignment="bottom")
-        column = left.selectbox("Column", record.column_names)
-        kind = right.selectbox("Treat as", KINDS)
+        column = left.selectbox("Column", record.column_names, key="override_column")
+        kind = right.selectbox("Treat as", KINDS, key="override_kind")
         if go.form_submit_button("Apply"):
             try:
                 sel.store.set_column_kind(record.id, column, kind)

@@ -166,3 +166,17 @@ def add_filter(at, column, op, value):
 def current(at):
     """The selected dataset's id: the Rows view keys its widgets by it."""
     return at.sidebar.selectbox(key="w_dataset").value
+
+
+def test_override_a_column_type(app):
+    open_data(app)
+    choose_dataset(app, "tips")
+    table = app.dataframe[0].value
+    assert table.set_index("column").loc["size", "kind"] == "numeric"
+    app.selectbox(key="override_column").select("size")
+    app.selectbox(key="override_kind").select("categorical")
+    next(b for b in app.button if b.label == "Apply").click().run()
+    no_errors(app)
+    table = app.dataframe[0].value
+    assert table.set_index("column").loc["size", "kind"] == "categorical"
+    assert Store(load_settings().store_url).get_dataset("tips").column("size").kind == "categorical"
