@@ -68,14 +68,17 @@ class DatasetDB:
                 "autoload_known_extensions": False,
                 "memory_limit": settings.duckdb_memory_limit,
                 "threads": settings.duckdb_threads,
+                # Spill under RECIPE_HOME, not into a ".tmp" folder in whatever directory the server started in.
+                "temp_directory": str(settings.home / "duckdb_tmp"),
             }
         )
         # DuckDB accepts allowed_paths only while external access is still on, hence this order.
         con.execute(f"SET allowed_paths=[{_sql_string(str(path))}]")
         con.execute("SET enable_external_access=false")
         # The snapshot never changes, so its footer (row-group statistics) can be parsed once, not per query:
-        # a deep page in file order drops from ~55 to ~40 ms on 10M rows.
-        con.execute("SET parquet_metadata_cache=true")
+        # a page in file order on 10M rows drops from ~60 to ~30 ms. GLOBAL: a plain SET of this option is
+        # session-local and would not reach the per-query cursors.
+        con.execute("SET GLOBAL parquet_metadata_cache=true")
         con.execute(f"CREATE VIEW data AS SELECT {_view_columns(record)} FROM read_parquet({_sql_string(str(path))})")
         con.execute("SET lock_configuration=true")
         self._con = con
@@ -340,6 +343,7 @@ _ALLOWED_MACROS = {
 }
 _WHERE_PREFIX = "SELECT * FROM data WHERE ("
 _STATEMENTS = "the WHERE box takes one expression, not statements (no ';', SET, DROP, ...)"
+_TOO_DEEP = "the WHERE expression is nested too deeply"
 _parser_lock = threading.RLock()
 _parser: duckdb.DuckDBPyConnection | None = None
 _functions: dict[str, str] = {}  # name -> kind ("scalar", "macro", "aggregate", "table", ...)
@@ -348,6 +352,13 @@ _trivial: dict | None = None  # the statement of "SELECT * FROM data WHERE (TRUE
 
 def validate_where(expr: str, columns: list[str]) -> str:
     """Return canonical SQL of a pure expression over `columns`; QueryRejected (one line) for anything else."""
+    try:
+        return _validate_where(expr, columns)
+    except RecursionError:
+        raise QueryRejected(_TOO_DEEP) from None
+
+
+def _validate_where(expr: str, columns: list[str]) -> str:
     expr = expr.strip()
     if not expr:
         return ""
@@ -377,7 +388,8 @@ def _parser_con() -> duckdb.DuckDBPyConnection:
                                      "threads": 1, "memory_limit": "64MB"})
         con.execute("SET enable_external_access=false")
         con.execute("SET lock_configuration=true")
-        for name, kind in con.execute("SELECT DISTINCT function_name, function_type FROM duckdb_functions()").fetchall():
+        kinds = con.execute("SELECT DISTINCT function_name, function_type FROM duckdb_functions()").fetchall()
+        for name, kind in kinds:
             # A name can be both scalar and aggregate (rare); scalar wins because it can be used in WHERE.
             if _functions.get(name) not in ("scalar",):
                 _functions[name] = kind
@@ -395,7 +407,7 @@ def _serialize(sql: str) -> dict:
     try:
         return json.loads(text)
     except RecursionError:
-        raise QueryRejected("the WHERE expression is nested too deeply") from None
+        raise QueryRejected(_TOO_DEEP) from None
 
 
 def _parse_one(sql: str) -> dict:
@@ -407,6 +419,8 @@ def _parse_one(sql: str) -> dict:
         message = str(doc.get("error_message", "")).strip().splitlines()[0] if doc.get("error_message") else ""
         if "Only SELECT statements" in message or "only a single statement" in message.lower():
             raise QueryRejected(_STATEMENTS)
+        if "expression depth" in message:
+            raise QueryRejected(_TOO_DEEP)
         raise QueryRejected(f"the WHERE expression does not parse: {message or 'syntax error'}")
     statements = doc.get("statements") or []
     if len(statements) != 1:
@@ -506,7 +520,8 @@ def _check_function(node: dict) -> None:
     name = str(node.get("function_name", ""))
     low = name.lower()
     if node.get("schema") or node.get("catalog"):
-        raise QueryRejected(f"qualified function names are not allowed ({node.get('schema') or node.get('catalog')}.{name})")
+        prefix = node.get("schema") or node.get("catalog")
+        raise QueryRejected(f"qualified function names are not allowed ({prefix}.{name})")
     kind = _functions.get(low) or _functions.get(name)
     if low in _DENIED_FUNCTIONS or low.startswith("__"):
         raise QueryRejected(f"the function {name}() is not allowed in a WHERE expression")
@@ -628,7 +643,9 @@ def _filter_sql(db: DatasetDB, f: Filter) -> tuple[str, list]:
     return f"{q} {f.op} ?", [value]
 
 
-SEARCH_METHOD = "regexp"  # measured by bench/browse.py on 10M rows: see _search_sql
+# How search matches text, case-insensitively. bench/browse.py --search-methods on 10M rows (2 cores):
+# contains(lower(col), needle) 2.1-3.4 s, ILIKE 2.3-4.8 s, regexp_matches with (?i) 3.6-7.5 s.
+SEARCH_METHOD = "lower"
 
 
 def _search_sql(db: DatasetDB, text: str) -> tuple[str, list]:
@@ -642,11 +659,10 @@ def _search_sql(db: DatasetDB, text: str) -> tuple[str, list]:
         pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         parts = [f"{quote_ident(c)} ILIKE ? ESCAPE '\\'" for c in cols]
         return "(" + " OR ".join(parts) + ")", [pattern] * len(cols)
-    if SEARCH_METHOD == "lower":
-        return "(" + " OR ".join(f"contains(lower({quote_ident(c)}), ?)" for c in cols) + ")", [text.lower()] * len(cols)
-    # RE2 with (?i) over a literal: case-insensitive without lower-casing (copying) every string first.
-    pattern = "(?i)" + _re2_literal(text)
-    return "(" + " OR ".join(f"regexp_matches({quote_ident(c)}, ?)" for c in cols) + ")", [pattern] * len(cols)
+    if SEARCH_METHOD == "regexp":
+        pattern = "(?i)" + _re2_literal(text)
+        return "(" + " OR ".join(f"regexp_matches({quote_ident(c)}, ?)" for c in cols) + ")", [pattern] * len(cols)
+    return "(" + " OR ".join(f"contains(lower({quote_ident(c)}), ?)" for c in cols) + ")", [text.lower()] * len(cols)
 
 
 def _re2_literal(text: str) -> str:
@@ -687,7 +703,7 @@ def count(db: DatasetDB, q: RowQuery) -> int:
 def _count(db: DatasetDB, pred: str, params: list) -> int:
     if not pred:
         return db.n_rows
-    key = ("count", pred, _freeze(params))
+    key = _count_key(pred, params)
     n = db.memo.count(key)
     if n is None:
         n = int(db.rows(f"SELECT count(*) FROM data WHERE {pred}", params)[0][0])
@@ -700,12 +716,17 @@ def page(db: DatasetDB, q: RowQuery) -> Page:
     start = time.perf_counter()
     _check_query(db, q)
     pred, params = _predicate(db, q)
-    n_total = _count(db, pred, params)
     limit, offset = int(q.limit), int(q.offset)
+    ids = None
+    if q.search.strip() and offset + limit <= ONE_SCAN_MAX and db.memo.count(_count_key(pred, params)) is None:
+        ids, n_total = _first_ids_and_count(db, q, pred, params, offset + limit)
+        ids = ids[offset:]
+    else:
+        n_total = _count(db, pred, params)
     if n_total == 0 or offset >= n_total:
         rows = _empty_rows(db)
     elif q.sample_seed is not None:
-        rows = _fetch(db, _sample_ids(db, pred, params, q.sample_seed, limit, offset))
+        rows = _fetch(db, ids if ids is not None else _sample_ids(db, pred, params, q.sample_seed, limit, offset))
         # The sample is shown in file order, or sorted as asked.
         if q.sort is None or q.sort == ROW_ID:
             rows = rows.sort_index(ascending=not q.descending)
@@ -716,13 +737,42 @@ def page(db: DatasetDB, q: RowQuery) -> Page:
         lo = n_total - offset - limit if q.descending else offset
         rows = _file_range(db, max(lo, 0), min(lo + limit, n_total) - max(lo, 0))
         rows = rows.iloc[::-1] if q.descending else rows
+    elif ids is not None:
+        rows = _fetch(db, ids)
     elif q.sort is None or q.sort == ROW_ID:
-        ids = _file_order_ids(db, pred, params, limit, offset, q.descending, n_total)
-        rows = _fetch(db, ids)
+        rows = _fetch(db, _file_order_ids(db, pred, params, limit, offset, q.descending, n_total))
     else:
-        ids = _sorted_ids(db, pred, params, q.sort, q.descending, limit, offset)
-        rows = _fetch(db, ids)
+        rows = _fetch(db, _sorted_ids(db, pred, params, q.sort, q.descending, limit, offset))
     return Page(rows=rows, n_total=n_total, seconds=time.perf_counter() - start)
+
+
+# A search must read every text value of every row: on 10M rows that scan costs seconds. For the first pages of
+# a new search, one scan yields both the count and the page (a bounded arg_min/arg_max list) instead of two.
+ONE_SCAN_MAX = 1000
+
+
+def _first_ids_and_count(db: DatasetDB, q: RowQuery, pred: str, params: list, k: int) -> tuple[list[int], int]:
+    """The first k matching row ids in the page's order, and the number of matches, in one scan."""
+    rid = quote_ident(ROW_ID)
+    extra: list = []
+    if q.sample_seed is not None:
+        pick = f"arg_min({rid}, {{'h': hash({rid}, ?), 'r': {rid}}}, ?)"
+        extra = [int(q.sample_seed)]
+    elif q.sort is None or q.sort == ROW_ID:
+        pick = f"arg_max({rid}, {rid}, ?)" if q.descending else f"arg_min({rid}, {rid}, ?)"
+    else:
+        # The same order as ORDER BY col NULLS LAST, row id (checked against ORDER BY in the tests).
+        col = quote_ident(q.sort)
+        pick = (f"arg_max({rid}, {{'m': {col} IS NOT NULL, 'v': {col}, 'r': -{rid}}}, ?)" if q.descending
+                else f"arg_min({rid}, {{'m': {col} IS NULL, 'v': {col}, 'r': {rid}}}, ?)")
+    # Parameter order: the ones inside the aggregate come before those of the WHERE.
+    n, ids = db.rows(f"SELECT count(*), {pick} FROM data WHERE {pred}", [*extra, k, *params])[0]
+    db.memo.set_count(_count_key(pred, params), int(n))
+    return [int(i) for i in (ids or [])], int(n)
+
+
+def _count_key(pred: str, params: list) -> tuple:
+    return ("count", pred, _freeze(params))
 
 
 def _freeze(params: list) -> tuple:
@@ -888,10 +938,8 @@ def iter_csv(db: DatasetDB, q: RowQuery) -> Iterator[bytes]:
     pred, params = _predicate(db, q)
     where = f"WHERE {pred}" if pred else ""
     rid = quote_ident(ROW_ID)
-    if q.sample_seed is not None:
-        order = f"ORDER BY hash({rid}, ?), {rid}"
-        params = [*params, int(q.sample_seed)]
-    elif q.sort is not None and q.sort != ROW_ID:
+    # Every matching row (a sample's seed and the page limit do not apply), in the chosen order.
+    if q.sort is not None and q.sort != ROW_ID:
         order = f"ORDER BY {quote_ident(q.sort)} {'DESC' if q.descending else 'ASC'} NULLS LAST, {rid}"
     elif q.descending:
         order = f"ORDER BY {rid} DESC"

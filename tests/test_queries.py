@@ -108,7 +108,8 @@ def ids_of(page) -> list[int]:
 
 def ref_ids(ref, where: str = "", order: str = "__row_id", limit: int = 50, offset: int = 0) -> list[int]:
     w = f"WHERE {where}" if where else ""
-    return [r[0] for r in ref.execute(f"SELECT __row_id FROM data {w} ORDER BY {order} LIMIT {limit} OFFSET {offset}").fetchall()]
+    sql = f"SELECT __row_id FROM data {w} ORDER BY {order} LIMIT {limit} OFFSET {offset}"
+    return [r[0] for r in ref.execute(sql).fetchall()]
 
 
 # -- pages, file order -------------------------------------------------------------------------------------
@@ -122,6 +123,16 @@ def test_file_order_page(people):
     assert ids_of(queries.page(people, RowQuery(limit=5, offset=10))) == [10, 11]
     assert ids_of(queries.page(people, RowQuery(limit=5, offset=12))) == []
     assert ids_of(queries.page(people, RowQuery(limit=5, offset=1, descending=True))) == [10, 9, 8, 7, 6]
+
+
+def test_settings_reach_every_cursor(people):
+    # Queries run on per-call cursors: the locked settings (and the footer cache) must hold there too.
+    settings = dict(people.rows("SELECT name, value FROM duckdb_settings() WHERE name IN ('enable_external_access', "
+                                "'lock_configuration', 'parquet_metadata_cache', 'autoload_known_extensions', "
+                                "'autoinstall_known_extensions')"))
+    assert settings == {"enable_external_access": "false", "lock_configuration": "true",
+                        "parquet_metadata_cache": "true", "autoload_known_extensions": "false",
+                        "autoinstall_known_extensions": "false"}
 
 
 def test_page_rejects_bad_limits(people):
@@ -315,6 +326,24 @@ def test_deep_pages_sorted_and_filtered(big):
         p = queries.page(db, RowQuery(**q, offset=offset))
         assert ids_of(p) == ref_ids(ref, where, "x DESC NULLS LAST, __row_id", offset=offset)
         assert p.n_total == n
+
+
+@pytest.mark.parametrize("sort, descending, seed", [(None, False, None), (None, True, None), ("x", False, None),
+                                                    ("x", True, None), ("word", True, None), (None, False, 3)])
+def test_search_first_page_in_one_scan_matches_two_scans(big, monkeypatch, sort, descending, seed):
+    db, ref = big
+    calls = []
+    one_scan = queries._first_ids_and_count
+    monkeypatch.setattr(queries, "_first_ids_and_count", lambda *a: calls.append(1) or one_scan(*a))
+    q = RowQuery(search="NEEDLE", sort=sort, descending=descending, offset=20, sample_seed=seed)
+    db.memo.clear()
+    first = queries.page(db, q)  # count unknown: count and page from one scan
+    second = queries.page(db, q)  # count known: the usual page query
+    assert calls == [1]
+    assert ids_of(first) == ids_of(second) and first.n_total == second.n_total == 250
+    if seed is None:
+        order = f"{sort or '__row_id'} {'DESC' if descending else 'ASC'} NULLS LAST, __row_id"
+        assert ids_of(first) == ref_ids(ref, "text ILIKE '%needle%'", order, offset=20)
 
 
 # -- random sample -----------------------------------------------------------------------------------------
@@ -525,8 +554,9 @@ def test_where_canonical_sql_drops_comments(people):
 def test_where_too_long_or_deep(people):
     with pytest.raises(QueryRejected, match="too long"):
         queries.validate_where("age > 1 AND " * 2000 + "true", people.columns)
-    with pytest.raises(QueryRejected):
-        queries.validate_where("(" * 3000 + "1" + ")" * 3000, people.columns)
+    for deep in ("(" * 3000 + "1" + ")" * 3000, "NOT " * 900 + "true", "abs(" * 400 + "1" + ")" * 400 + " > 0"):
+        with pytest.raises(QueryRejected, match="nested too deeply"):
+            queries.validate_where(deep, people.columns)
 
 
 # -- the connection itself refuses escapes (defence in depth, even for SQL that skipped every check) -------
