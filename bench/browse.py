@@ -28,20 +28,12 @@ sys.path.insert(0, str(ROOT))
 
 import duckdb  # noqa: E402
 
-from recipe_core import queries  # noqa: E402
+from recipe_core import datasets, profiles, queries  # noqa: E402
 from recipe_core.config import Settings  # noqa: E402
 from recipe_core.queries import DatasetDB, Filter, RowQuery  # noqa: E402
 from recipe_core.snapshot import snapshot_path  # noqa: E402
 from recipe_core.store import Store  # noqa: E402
 
-try:
-    from recipe_core import datasets
-except ImportError:  # the ingest helper's module; the bench then writes the snapshot itself
-    datasets = None
-try:
-    from recipe_core import profiles
-except ImportError:  # TODO(lead): profiles.histogram/value_counts missing; the bench times its own equivalent
-    profiles = None
 
 OUT = ROOT / "bench" / "out"
 WORDS = ["red", "green", "blue", "black", "white", "apple", "pear", "plum", "kiwi", "lemon", "river", "stone",
@@ -99,8 +91,6 @@ def ingest(csv_path: Path, home: Path) -> tuple[Settings, object]:
     settings = Settings(home=home, store_url=f"sqlite:///{home / 'recipe.db'}", max_upload_bytes=1 << 40)
     home.mkdir(parents=True, exist_ok=True)
     store = Store(settings.store_url)
-    if datasets is None:
-        raise SystemExit("recipe_core.datasets is missing: the bench needs ingest_file (ask the lead)")
     # DuckDB's own read of the same file, into a Parquet file like the snapshot (before and after the ingest,
     # so a busy moment on the machine does not decide the ratio), and into an in-memory table.
     base = home / "duckdb_own.parquet"
@@ -109,8 +99,7 @@ def ingest(csv_path: Path, home: Path) -> tuple[Settings, object]:
         con = duckdb.connect()
         start = time.perf_counter()
         con.execute(f"COPY (SELECT * FROM read_csv('{csv_path}')) TO '{base}' (FORMAT parquet, "
-                    f"ROW_GROUP_SIZE {getattr(datasets, 'ROW_GROUP_SIZE', 100_000)}, "
-                    f"COMPRESSION {getattr(datasets, 'COMPRESSION', 'snappy')})")
+                    f"ROW_GROUP_SIZE {datasets.ROW_GROUP_SIZE}, COMPRESSION {datasets.COMPRESSION})")
         seconds = time.perf_counter() - start
         con.close()
         base.unlink()
@@ -157,7 +146,7 @@ def raw_connection(settings: Settings, path: Path, view_sql: str, same_settings:
     con = duckdb.connect(config={"threads": settings.duckdb_threads, "memory_limit": settings.duckdb_memory_limit})
     if same_settings:
         con.execute("SET parquet_metadata_cache=true")
-    con.execute(f"CREATE VIEW data AS SELECT {view_sql} FROM read_parquet('{path}')")
+    con.execute(f"CREATE VIEW data AS SELECT {view_sql} FROM {queries.snapshot_scan(path)}")
     return con
 
 
@@ -205,8 +194,7 @@ def scenarios(db: DatasetDB, n: int) -> list[tuple]:
     def next_of(q):
         return RowQuery(**{**q.__dict__, "offset": q.offset + q.limit})
 
-    hist = profiles.histogram if profiles else own_histogram
-    counts = profiles.value_counts if profiles else own_value_counts
+    hist, counts = profiles.histogram, profiles.value_counts
     out = [
         ("page 0, file order", page(RowQuery()), None, RowQuery()),
         ("deep page, file order (middle)", page(RowQuery(offset=n // 2)), None, RowQuery(offset=n // 2)),
@@ -229,16 +217,6 @@ def scenarios(db: DatasetDB, n: int) -> list[tuple]:
         ("row detail", lambda: queries.row(db, n // 3), None, None),
     ]
     return out
-
-
-def own_histogram(db, column, bins=30):
-    # TODO(lead): stand-in until profiles.histogram exists; the bench should time the real one.
-    lo, hi = db.rows(f"SELECT min({column}), max({column}) FROM data")[0]
-    return db.df(f"SELECT floor(({column} - ?) / ?) AS b, count(*) FROM data GROUP BY b", [lo, (hi - lo) / bins])
-
-
-def own_value_counts(db, column, k=20):
-    return db.df(f"SELECT {column} AS value, count(*) AS count FROM data GROUP BY 1 ORDER BY 2 DESC LIMIT ?", [k])
 
 
 def time_all(settings: Settings, record, runs: int) -> None:

@@ -27,7 +27,7 @@ import duckdb
 
 from recipe_core.config import Settings
 from recipe_core.errors import BadInput, NotFound
-from recipe_core.snapshot import ROW_ID
+from recipe_core.snapshot import RESERVED_NAMES
 from recipe_core.store import Column, DatasetRecord, Store
 
 ROW_GROUP_SIZE = 100_000  # row-id ranges then prune whole row groups (fast deep pages)
@@ -675,8 +675,8 @@ def _excel_column(series):
 
 def _unique_names(raw: list[str]) -> tuple[list[str], list[str]]:
     """Keep names exactly; fill blanks; suffix duplicates _2, _3 (DuckDB names are case-insensitive)."""
-    taken = {n.lower() for n in raw} | {ROW_ID}
-    seen: set[str] = {ROW_ID}
+    taken = {n.lower() for n in raw} | set(RESERVED_NAMES)
+    seen: set[str] = set(RESERVED_NAMES)
     names, notes = [], []
     for i, name in enumerate(raw):
         if name == "":
@@ -689,7 +689,7 @@ def _unique_names(raw: list[str]) -> tuple[list[str], list[str]]:
             while f"{name}_{n}".lower() in taken or f"{name}_{n}".lower() in seen:
                 n += 1
             new = f"{name}_{n}"
-            why = "is reserved for the row id" if name.lower() == ROW_ID else "is a duplicate"
+            why = "is reserved for the row id" if name.lower() in RESERVED_NAMES else "is a duplicate"
             notes.append(f"column name {name!r} {why}; renamed to {new!r}")
         else:
             new = name
@@ -699,7 +699,7 @@ def _unique_names(raw: list[str]) -> tuple[list[str], list[str]]:
 
 
 def _select_list(src: _Source) -> str:
-    parts = [f"row_number() OVER () - 1 AS {_ident(ROW_ID)}"]
+    parts = []  # no row id column: see snapshot.ROW_ID
     for i, (name, dtype) in enumerate(zip(src.names, src.types), start=1):
         if src.check_integers and dtype == "BIGINT":
             expr = _checked_integer(f"#{i}", i, exact=i - 1 in src.exact)
@@ -824,7 +824,7 @@ def _read_error(e: duckdb.Error, src: _Source) -> BadInput:
 
 def _columns(con, snapshot: Path, n_rows: int) -> tuple[Column, ...]:
     described = con.execute(f"DESCRIBE SELECT * FROM read_parquet({_lit(str(snapshot))})").fetchall()
-    types = {r[0]: r[1] for r in described if r[0] != ROW_ID}
+    types = {r[0]: r[1] for r in described}
     stats = _text_stats(con, snapshot, [n for n, t in types.items() if t == "VARCHAR"], n_rows)
     return tuple(
         Column(name, dtype, infer_kind(dtype, n_rows, *stats.get(name, (0, None)))) for name, dtype in types.items()

@@ -27,7 +27,7 @@ import pyarrow.csv as pa_csv
 
 from recipe_core.config import Settings
 from recipe_core.errors import NotFound, QueryFailed, QueryRejected
-from recipe_core.snapshot import ROW_ID, snapshot_path
+from recipe_core.snapshot import FILE_ROW_NUMBER, ROW_ID, snapshot_path
 from recipe_core.store import DatasetRecord
 
 OPS = ("=", "!=", "<", "<=", ">", ">=", "contains", "starts with", "is missing", "is not missing")
@@ -79,7 +79,7 @@ class DatasetDB:
         # a page in file order on 10M rows drops from ~60 to ~30 ms. GLOBAL: a plain SET of this option is
         # session-local and would not reach the per-query cursors.
         con.execute("SET GLOBAL parquet_metadata_cache=true")
-        con.execute(f"CREATE VIEW data AS SELECT {_view_columns(record)} FROM read_parquet({_sql_string(str(path))})")
+        con.execute(f"CREATE VIEW data AS SELECT {_view_columns(record)} FROM {snapshot_scan(path)}")
         con.execute("SET lock_configuration=true")
         self._con = con
         self._lock = threading.Lock()
@@ -205,10 +205,15 @@ class _Watchdog:
 _WATCHDOG = _Watchdog()
 
 
+def snapshot_scan(path) -> str:
+    """The table function that reads a snapshot, numbering its rows (see snapshot.ROW_ID)."""
+    return f"read_parquet({_sql_string(str(path))}, {FILE_ROW_NUMBER}=true)"
+
+
 def _view_columns(record: DatasetRecord) -> str:
     """Apply the user's kind overrides; the snapshot keeps its stored types."""
     casts = {"numeric": "DOUBLE", "datetime": "TIMESTAMP", "boolean": "BOOLEAN"}
-    parts = [quote_ident(ROW_ID)]
+    parts = [f"{FILE_ROW_NUMBER} AS {quote_ident(ROW_ID)}"]
     for col in record.columns:
         q = quote_ident(col.name)
         target = casts.get(col.kind)

@@ -18,7 +18,8 @@ import pytest
 
 from recipe_core.datasets import ensure_samples, infer_kind, ingest_bytes, ingest_file
 from recipe_core.errors import BadInput
-from recipe_core.snapshot import ROW_ID, snapshot_path
+from recipe_core.queries import snapshot_scan
+from recipe_core.snapshot import FILE_ROW_NUMBER, ROW_ID, snapshot_path
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "sample_data"
@@ -32,9 +33,12 @@ def write(tmp_path, name, data, encoding="utf-8"):
 
 
 def rows(settings, record, columns="*"):
-    """The snapshot as stored, in file order: list of tuples starting with the row id."""
-    path = snapshot_path(settings, record)
-    return duckdb.execute(f"SELECT {columns} FROM read_parquet('{path}') ORDER BY {ROW_ID}").fetchall()
+    """The snapshot as the app reads it, in file order (the row id is the file's row number)."""
+    scan = snapshot_scan(snapshot_path(settings, record))
+    return duckdb.execute(
+        f"SELECT {columns} FROM (SELECT {FILE_ROW_NUMBER} AS {ROW_ID}, * EXCLUDE ({FILE_ROW_NUMBER}) FROM {scan}) "
+        f"ORDER BY {ROW_ID}"
+    ).fetchall()
 
 
 def snapshot_names(settings, record):
@@ -112,7 +116,7 @@ def test_csv_snapshot_record_and_row_ids(settings, store, tmp_path):
                               "day": "DATE", "note": "VARCHAR"}
     assert kinds(record) == {"id": "numeric", "price": "numeric", "city": "categorical", "flag": "boolean",
                              "day": "datetime", "note": "text"}
-    assert snapshot_names(settings, record) == [ROW_ID, "id", "price", "city", "flag", "day", "note"]
+    assert snapshot_names(settings, record) == ["id", "price", "city", "flag", "day", "note"]
     stored = rows(settings, record, f"{ROW_ID}, id, city")
     assert [r[0] for r in stored] == list(range(60)) and [r[1] for r in stored] == list(range(60))
     assert stored[4][2] == "rome"
@@ -121,21 +125,16 @@ def test_csv_snapshot_record_and_row_ids(settings, store, tmp_path):
     assert list((settings.home / "tmp").iterdir()) == []  # no staging left behind on success either
 
 
-def test_row_groups_of_about_100k_rows_in_row_id_order(settings, store, tmp_path):
+def test_row_groups_of_about_100k_rows_in_file_order(settings, store, tmp_path):
     path = write(tmp_path, "long.csv", "i,x\n" + "".join(f"{i},{i % 7}\n" for i in range(250_000)))
     record = ingest_file(settings, store, path)
     meta = pq.ParquetFile(snapshot_path(settings, record)).metadata
     sizes = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
     assert sum(sizes) == 250_000 and len(sizes) == 3
     assert all(100_000 <= n <= 105_000 for n in sizes[:-1])  # DuckDB closes a group at a chunk boundary
-    row_id = meta.schema.to_arrow_schema().get_field_index(ROW_ID)
-    assert row_id == 0
-    ranges = [(meta.row_group(g).column(0).statistics.min, meta.row_group(g).column(0).statistics.max)
-              for g in range(meta.num_row_groups)]
-    assert ranges[0][0] == 0 and ranges[-1][1] == 249_999
-    assert all(a[1] + 1 == b[0] for a, b in zip(ranges, ranges[1:]))  # contiguous: ranges prune groups
+    # The row id is the file's row number, so the snapshot must keep the file's order.
     assert duckdb.execute(
-        f"SELECT bool_and({ROW_ID} = i) FROM read_parquet('{snapshot_path(settings, record)}')"
+        f"SELECT bool_and({FILE_ROW_NUMBER} = i) FROM {snapshot_scan(snapshot_path(settings, record))}"
     ).fetchone()[0]
 
 
@@ -194,15 +193,16 @@ def test_names_are_kept_exactly(settings, store, tmp_path):
     header = ",".join('"' + n.replace('"', '""') + '"' for n in names)
     record = ingest_file(settings, store, write(tmp_path, "names.csv", header + "\n" + ",".join("1" * 10) + "\n"))
     assert record.column_names == names and record.notes == ()
-    assert snapshot_names(settings, record) == [ROW_ID, *names]
+    assert snapshot_names(settings, record) == names
 
 
 def test_duplicate_blank_and_reserved_names_are_renamed_with_a_note(settings, store, tmp_path):
-    record = ingest_file(settings, store, write(tmp_path, "d.csv", "a,a,A,__row_id,,b,a_2\n1,2,3,4,5,6,7\n"))
+    record = ingest_file(settings, store, write(tmp_path, "d.csv", "a,a,A,__row_id,,b,a_2,file_row_number\n"
+                                                                  "1,2,3,4,5,6,7,8\n"))
     # case-insensitive: DuckDB identifiers ignore case, so "A" would be ambiguous with "a"
-    assert record.column_names == ["a", "a_3", "A_4", "__row_id_2", "column_5", "b", "a_2"]
-    assert rows(settings, record)[0] == (0, 1, 2, 3, 4, 5, 6, 7)
-    assert len(record.notes) == 4
+    assert record.column_names == ["a", "a_3", "A_4", "__row_id_2", "column_5", "b", "a_2", "file_row_number_2"]
+    assert rows(settings, record)[0] == (0, 1, 2, 3, 4, 5, 6, 7, 8)
+    assert len(record.notes) == 5
     assert any("'a' is a duplicate; renamed to 'a_3'" in n for n in record.notes)
     assert any("reserved" in n for n in record.notes)
 
