@@ -58,6 +58,7 @@ for note in record.notes:
     st.warning(note, icon=":material/info:")
 
 VIEWS = ["Overview", "Columns", "Target", "Rows"]
+EXPORT_MAX_ROWS = 1_000_000
 if st.query_params.get("row") is not None:
     st.session_state.setdefault("data_view", "Rows")
 view = st.segmented_control("View", VIEWS, default="Overview", required=True, key="data_view",
@@ -235,12 +236,15 @@ def rows_view() -> None:
             st.pagination(n_pages, key=page_key)
         p2.number_input("Go to page", 1, n_pages, value=None, key=f"jump:{record.id}",
                         on_change=_jump, args=(f"jump:{record.id}", page_key))
+    too_many = n_total > EXPORT_MAX_ROWS  # the download is built in the server's memory
     st.download_button(
         "Download matching rows (CSV)",
         data=lambda: queries.export_csv(db, q),
         file_name=f"{record.name}-rows.csv",
         mime="text/csv",
         icon=":material/download:",
+        disabled=too_many,
+        help=f"Narrow the rows to at most {EXPORT_MAX_ROWS:,} to download them." if too_many else None,
     )
     chosen = picked.selection.rows if picked is not None else []
     row_id = rows.index[chosen[0]] if chosen else st.query_params.get("row")
