@@ -54,22 +54,13 @@ def _db(home: str, dataset_id: str, kinds: tuple, _settings: Settings, _record: 
     return queries.DatasetDB(_settings, _record)
 
 
-def settings() -> Settings:
-    return load_settings()
-
-
-def store() -> Store:
-    return _store(settings().store_url)
-
-
-def db(sel: Selection) -> queries.DatasetDB:
-    r = sel.record
-    return _db(str(sel.settings.home), r.id, tuple(c.kind for c in r.columns), sel.settings, r)
-
-
 def _db_key(sel: Selection) -> tuple:
     r = sel.record
     return (str(sel.settings.home), r.id, tuple(c.kind for c in r.columns))
+
+
+def db(sel: Selection) -> queries.DatasetDB:
+    return _db(*_db_key(sel), sel.settings, sel.record)
 
 
 @st.cache_data(show_spinner="Profiling every column…", max_entries=32)
@@ -141,7 +132,11 @@ def _copy_widget(widget_key: str, session_key: str) -> None:
 def sidebar() -> Selection:
     """Render the dataset and target pickers (on every page) and return the selection."""
     st.set_page_config(page_title="Recipe", layout="wide")  # also when a deep link runs a page without app.py
-    cfg = settings()
+    try:
+        cfg = load_settings()
+    except RecipeError as e:  # e.g. RECIPE_MAX_UPLOAD_MB=lots: say so instead of a traceback
+        show_error(e)
+        st.stop()
     the_store = _store(cfg.store_url)
     try:
         _samples_registered(str(cfg.home), cfg.store_url)

@@ -180,3 +180,11 @@ def test_override_a_column_type(app):
     table = app.dataframe[0].value
     assert table.set_index("column").loc["size", "kind"] == "categorical"
     assert Store(load_settings().store_url).get_dataset("tips").column("size").kind == "categorical"
+
+
+def test_a_bad_setting_is_one_line_not_a_traceback(home, monkeypatch):
+    monkeypatch.setenv("RECIPE_HOME", str(home))
+    monkeypatch.setenv("RECIPE_MAX_UPLOAD_MB", "lots")
+    at = AppTest.from_file(str(APP), default_timeout=120).run()
+    assert not at.exception
+    assert [e.value for e in at.error] == ["RECIPE_MAX_UPLOAD_MB must be a number of megabytes, not 'lots'"]
