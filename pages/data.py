@@ -59,20 +59,20 @@ for note in record.notes:
 
 VIEWS = ["Overview", "Columns", "Target", "Rows"]
 EXPORT_MAX_ROWS = 1_000_000
+DETAIL_MAX_CHARS = 20_000  # a 10 MB cell would freeze the browser; the CSV export has it whole
 if st.query_params.get("row") is not None:
     st.session_state.setdefault("data_view", "Rows")
 view = st.segmented_control("View", VIEWS, default="Overview", required=True, key="data_view",
                             label_visibility="collapsed")
 
-try:
-    profile = ui.profile(sel)
-except RecipeError as e:
-    ui.show_error(e)
-    st.stop()
-
 
 # -- overview: warnings first, then the profile of every column -------------------------------------
 def overview() -> None:
+    try:
+        profile = ui.profile(sel)
+    except RecipeError as e:
+        ui.show_error(e)
+        return
     st.subheader("Data-quality checks")
     if not profile.warnings:
         st.success("No warnings: no duplicates, constant, mostly-missing or ID-like columns, NaN/inf, outliers"
@@ -265,9 +265,9 @@ def row_detail(row_id) -> None:
         st.error(f"No row {row_id!r} in this dataset.")
         return
     st.subheader(f"Row {int(row_id):,}")
-    st.dataframe(
-        {"column": list(values), "value": [str(v) for v in values.values()]}, hide_index=True, width="stretch"
-    )
+    shown = [str(v) for v in values.values()]
+    shown = [v if len(v) <= DETAIL_MAX_CHARS else f"{v[:DETAIL_MAX_CHARS]}… ({len(v):,} characters)" for v in shown]
+    st.dataframe({"column": list(values), "value": shown}, hide_index=True, width="stretch")
 
 
 {"Overview": overview, "Columns": columns_grid, "Target": target_view, "Rows": rows_view}[view or "Overview"]()
