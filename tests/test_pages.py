@@ -188,3 +188,24 @@ def test_a_bad_setting_is_one_line_not_a_traceback(home, monkeypatch):
     at = AppTest.from_file(str(APP), default_timeout=120).run()
     assert not at.exception
     assert [e.value for e in at.error] == ["RECIPE_MAX_UPLOAD_MB must be a number of megabytes, not 'lots'"]
+
+
+def test_wide_and_long_cells_do_not_break_the_page(app):
+    open_data(app)
+    header = ",".join(f"c{i}" for i in range(5000))
+    body = "".join(",".join(str((r * 7 + i) % 13) for i in range(5000)) + "\n" for r in range(20))
+    app.file_uploader(key="upload_file").set_value(("wide.csv", (header + "\n" + body).encode(), "text/csv"))
+    next(b for b in app.button if b.label == "Add dataset").click().run(timeout=180)
+    no_errors(app)
+    assert any("5,000 columns" in s.value for s in app.success)
+    app.segmented_control(key="data_view").set_value("Rows").run()
+    no_errors(app)
+    assert app.dataframe[0].value.shape == (20, 5000)
+
+    long_text = "x" * 2_000_000
+    app.file_uploader(key="upload_file").set_value(("long.csv", f"id,text\n1,{long_text}\n2,short\n".encode(), "text/csv"))
+    next(b for b in app.button if b.label == "Add dataset").click().run()
+    no_errors(app)
+    app.segmented_control(key="data_view").set_value("Rows").run()
+    no_errors(app)
+    assert len(app.dataframe[0].value["text"].iloc[0]) <= 501  # cut for display; the row detail has more
