@@ -60,10 +60,9 @@ for note in record.notes:
 VIEWS = ["Overview", "Columns", "Target", "Rows"]
 EXPORT_MAX_ROWS = 1_000_000
 DETAIL_MAX_CHARS = 20_000  # a 10 MB cell would freeze the browser; the CSV export has it whole
-if st.query_params.get("row") is not None:
-    st.session_state.setdefault("data_view", "Rows")
-view = st.segmented_control("View", VIEWS, default="Overview", required=True, key="data_view",
-                            label_visibility="collapsed")
+opens_a_row = st.query_params.get("row") is not None  # a link to one row, e.g. from a top-loss example
+view = st.segmented_control("View", VIEWS, default="Rows" if opens_a_row else "Overview", required=True,
+                            key="data_view", label_visibility="collapsed")
 
 
 # -- overview: warnings first, then the profile of every column -------------------------------------

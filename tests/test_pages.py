@@ -209,3 +209,16 @@ def test_wide_and_long_cells_do_not_break_the_page(app):
     app.segmented_control(key="data_view").set_value("Rows").run()
     no_errors(app)
     assert len(app.dataframe[0].value["text"].iloc[0]) <= 501  # cut for display; the row detail has more
+
+
+def test_a_link_to_a_row_opens_its_detail(home, monkeypatch):
+    monkeypatch.setenv("RECIPE_HOME", str(home))
+    monkeypatch.delenv("RECIPE_MAX_UPLOAD_MB", raising=False)
+    wine = Store(load_settings().store_url).get_dataset("wine")
+    at = AppTest.from_file(str(APP), default_timeout=120)
+    at.query_params.update({"dataset": wine.id, "row": "5"})
+    at.run()
+    no_errors(at)
+    assert at.segmented_control(key="data_view").value == "Rows"
+    assert "Row 5" in [h.value for h in at.subheader]
+    assert not at.warning  # no "widget created with a default value but also set via Session State"
