@@ -211,9 +211,7 @@ def test_wide_and_long_cells_do_not_break_the_page(app):
     assert len(app.dataframe[0].value["text"].iloc[0]) <= 501  # cut for display; the row detail has more
 
 
-def test_a_link_to_a_row_opens_its_detail(home, monkeypatch):
-    monkeypatch.setenv("RECIPE_HOME", str(home))
-    monkeypatch.delenv("RECIPE_MAX_UPLOAD_MB", raising=False)
+def test_a_link_to_a_row_opens_its_detail(app):
     wine = Store(load_settings().store_url).get_dataset("wine")
     at = AppTest.from_file(str(APP), default_timeout=120)
     at.query_params.update({"dataset": wine.id, "row": "5"})
