@@ -158,9 +158,21 @@ def _engine(url: str) -> sa.Engine:
                 if engine.url.database and engine.url.database != ":memory:":
                     Path(engine.url.database).parent.mkdir(parents=True, exist_ok=True)
                 sa.event.listen(engine, "connect", _sqlite_pragmas)
-            metadata.create_all(engine)
+            _create_tables(engine)
             _engines[url] = engine
         return _engines[url]
+
+
+def _create_tables(engine: sa.Engine, attempts: int = 5) -> None:
+    # Two processes opening a fresh store both see no tables and both CREATE: the loser's error is harmless,
+    # and the next attempt finds the tables there.
+    for attempt in range(attempts):
+        try:
+            metadata.create_all(engine)
+            return
+        except sa.exc.DatabaseError:
+            if attempt == attempts - 1:
+                raise
 
 
 def _free_name(conn: sa.Connection, wanted: str) -> str:

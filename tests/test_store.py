@@ -103,3 +103,20 @@ def test_two_processes_registering_at_once_lose_nothing(store_url):
     records = Store(store_url).list_datasets()
     assert len(records) == 31  # 2 x 15 distinct ids, plus the one both registered
     assert len({r.name for r in records}) == 31
+
+
+def _open(url, ready):
+    ready.wait(30)
+    Store(url).list_datasets()
+
+
+def test_processes_opening_a_fresh_store_at_once(store_url):
+    ctx = mp.get_context("spawn")
+    ready = ctx.Event()
+    procs = [ctx.Process(target=_open, args=(store_url, ready)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    ready.set()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
