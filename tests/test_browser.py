@@ -86,9 +86,11 @@ def test_upload_a_csv_and_see_its_row_count(server, page, tmp_path):
     url, _ = server
     page.goto(url)
     page.get_by_text("Add a dataset").first.wait_for()
-    expander = page.get_by_text("Add a dataset").first
-    if not page.locator("input[type=file]").count():
-        expander.click()
+    page.locator("input[type=file]").wait_for(state="attached")
+    dropzone = page.get_by_test_id("stFileUploaderDropzone")
+    if not dropzone.is_visible():  # the expander starts closed once datasets exist
+        page.get_by_text("Add a dataset").first.click()
+        expect(dropzone).to_be_visible()
     page.locator("input[type=file]").set_input_files(str(csv))
     page.get_by_text("flowers.csv").wait_for()  # the upload has reached the server
     page.get_by_role("button", name="Add dataset").click()
