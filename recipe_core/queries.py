@@ -123,11 +123,6 @@ class DatasetDB:
         with self._cursor() as cur:
             return cur.execute(sql, list(params)).fetchall()
 
-    def timed_df(self, sql: str, params: list | tuple = ()) -> tuple[pd.DataFrame, float]:
-        start = time.perf_counter()
-        out = self.df(sql, params)
-        return out, time.perf_counter() - start
-
     def batches(self, sql: str, params: list | tuple = (), batch_rows: int = EXPORT_BATCH_ROWS
                 ) -> Iterator[pa.RecordBatch]:
         """Stream a large result as Arrow batches; the watchdog limits the work per batch, not the whole."""
@@ -854,8 +849,7 @@ def _file_order_ids(db: DatasetDB, pred: str, params: list, limit: int, offset: 
 
 
 # Sort values that survive the trip to Python and back as a parameter exactly (not TIMESTAMP_NS, lists, ...).
-_KEYSET_TYPES = INT_TYPES | FLOAT_TYPES | {"VARCHAR", "BOOLEAN", "DATE", "TIMESTAMP", "TIMESTAMP_S", "TIMESTAMP_MS",
-                                           "TIMESTAMP WITH TIME ZONE"}
+_KEYSET_TYPES = INT_TYPES | FLOAT_TYPES | {"VARCHAR", "BOOLEAN", "DATE"} | (TIMESTAMP_TYPES - {"TIMESTAMP_NS"})
 
 
 def _sorted_ids(db: DatasetDB, pred: str, params: list, sort: str, descending: bool, limit: int,
