@@ -7,13 +7,12 @@ from __future__ import annotations
 import math
 import re
 import time
-import weakref
 from dataclasses import dataclass, field
 
 import pandas as pd
 
 from recipe_core.errors import BadInput, NotFound, QueryFailed
-from recipe_core.queries import DatasetDB, quote_ident
+from recipe_core.queries import FLOAT_TYPES, INT_TYPES, TIMESTAMP_TYPES, DatasetDB, quote_ident
 from recipe_core.snapshot import ROW_ID
 
 # Up to this many rows, distinct counts and quantiles are exact; above it DuckDB's sketches (HyperLogLog,
@@ -43,10 +42,7 @@ _QLIST = "[" + ", ".join(str(q) for q in QUANTILES) + "]"
 _QI = {"p05": 0, "p25": 4, "p50": 9, "p75": 14, "p95": 18}  # positions in QUANTILES
 OTHER = "(other)"
 
-INT_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT",
-             "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT", "UHUGEINT"}
-FLOAT_TYPES = {"FLOAT", "DOUBLE"}
-DATETIME_TYPES = {"DATE", "TIMESTAMP", "TIMESTAMP WITH TIME ZONE", "TIMESTAMP_S", "TIMESTAMP_MS", "TIMESTAMP_NS"}
+DATETIME_TYPES = {"DATE"} | TIMESTAMP_TYPES
 _ID_NAME = re.compile(r"(?i)^(id|uuid|guid|key|index)$|[_\s.-](id|uuid|guid|key)$|[a-z]I[Dd]$")
 
 
@@ -151,26 +147,17 @@ def _treatment(kind: str, dtype: str) -> str:
     return "categorical"
 
 
-_schemas: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+def _col(db: DatasetDB, column) -> _Col:
+    dtype = db.types[column.name]  # as the view shows it, after kind overrides
+    return _Col(column.name, dtype, _treatment(column.kind, dtype))
 
 
 def _columns(db: DatasetDB) -> list[_Col]:
-    """User columns with the types of the view `data` (a DatasetDB's view never changes, so cache per db)."""
-    cols = _schemas.get(db)
-    if cols is None:
-        types = {r[0]: r[1] for r in db.rows("DESCRIBE data")}
-        cols = [_Col(c.name, types[c.name], _treatment(c.kind, types[c.name])) for c in db.record.columns]
-        _schemas[db] = cols
-    return cols
+    return [_col(db, c) for c in db.record.columns]
 
 
 def _column(db: DatasetDB, name: str) -> _Col:
-    db.record.column(name)  # NotFound with a clear message
-    return next(c for c in _columns(db) if c.name == name)
-
-
-def _n_rows(db: DatasetDB) -> int:
-    return int(db.rows("SELECT count(*) FROM data")[0][0])
+    return _col(db, db.record.column(name))  # NotFound with a clear message
 
 
 def _chunks(items: list, cost, max_items: int):
@@ -203,7 +190,7 @@ def profile(db: DatasetDB, target: str | None = None) -> Profile:
     start = time.perf_counter()
     cols = _columns(db)
     tcol = _column(db, target) if target is not None else None
-    n_rows = _n_rows(db)
+    n_rows = db.n_rows
     exact = n_rows <= EXACT_MAX_ROWS
     notes: list[str] = []
 
