@@ -27,6 +27,7 @@ import duckdb
 
 from recipe_core.config import Settings
 from recipe_core.errors import BadInput, NotFound
+from recipe_core.queries import quote_ident, quote_literal
 from recipe_core.snapshot import RESERVED_NAMES
 from recipe_core.store import Column, DatasetRecord, Store
 
@@ -383,7 +384,7 @@ def _duckdb_sniff(con, path: Path, base: dict) -> dict | None:
     try:
         row = con.execute(
             f"SELECT Quote, Escape, HasHeader, Columns, DateFormat, TimestampFormat "
-            f"FROM sniff_csv({_lit(str(path))}, {_options_sql(base)})"
+            f"FROM sniff_csv({quote_literal(str(path))}, {_options_sql(base)})"
         ).fetchone()
     except duckdb.Error:
         return None
@@ -404,9 +405,9 @@ def _duckdb_sniff(con, path: Path, base: dict) -> dict | None:
 
 def _csv_from(src: _Source) -> str:
     types = [_read_type(src, i) for i in range(len(src.types))]
-    columns = "{" + ", ".join(f"{_lit(n)}: {_lit(t)}" for n, t in zip(src.names, types)) + "}"
+    columns = "{" + ", ".join(f"{quote_literal(n)}: {quote_literal(t)}" for n, t in zip(src.names, types)) + "}"
     return (
-        f"read_csv({_lit(str(src.path))}, auto_detect=false, strict_mode=true, "
+        f"read_csv({quote_literal(str(src.path))}, auto_detect=false, strict_mode=true, "
         f"{_options_sql(src.csv)}, columns={columns})"
     )
 
@@ -427,9 +428,9 @@ def _options_sql(options: dict) -> str:
         elif isinstance(value, int):
             parts.append(f"{key}={value}")
         elif isinstance(value, list):
-            parts.append(f"{key}=[{', '.join(_lit(v) for v in value)}]")
+            parts.append(f"{key}=[{', '.join(quote_literal(v) for v in value)}]")
         else:
-            parts.append(f"{key}={_lit(value)}")
+            parts.append(f"{key}={quote_literal(value)}")
     return ", ".join(parts)
 
 
@@ -491,7 +492,7 @@ def _open_json(con, path: Path, text: str, encoding: str) -> _Source:
         fmt, layout = "json", "unstructured"
     # One object may span the whole file when it is not an array or JSON Lines.
     max_object = MAX_LINE_BYTES if layout != "unstructured" else max(MAX_LINE_BYTES, path.stat().st_size + 1)
-    reader = f"read_json({_lit(str(path))}, format='{layout}', records=true, maximum_object_size={max_object}"
+    reader = f"read_json({quote_literal(str(path))}, format='{layout}', records=true, maximum_object_size={max_object}"
     src = _Source(fmt, path, f"{reader})", [], [], json=reader)
     try:
         keys, types = _describe(con, src.from_sql)  # types from DuckDB's sample of the records
@@ -499,7 +500,7 @@ def _open_json(con, path: Path, text: str, encoding: str) -> _Source:
             # One object of lists, {"col": [values...]}: a table stored by column.
             if con.execute(f"SELECT count(*) FROM {src.from_sql}").fetchone()[0] == 1:
                 _scan_all_json(con, src)
-                unnest = ", ".join(f"unnest({_ident(k)}) AS {_ident(k)}" for k in src.names)
+                unnest = ", ".join(f"unnest({quote_ident(k)}) AS {quote_ident(k)}" for k in src.names)
                 src.from_sql = f"(SELECT {unnest} FROM {src.from_sql})"
                 keys, types = _describe(con, src.from_sql)
         elif _fractions_after_sample(con, reader, keys, types):
@@ -526,8 +527,8 @@ def _fractions_after_sample(con, reader: str, keys: list[str], types: list[str])
     ints = [k for k, t in zip(keys, types) if INTEGER.match(t)]
     if not ints:
         return False
-    columns = ", ".join(f"{_lit(k)}: 'DOUBLE'" for k in ints)
-    checks = ", ".join(f"bool_or({_ident(k)} <> trunc({_ident(k)}) OR abs({_ident(k)}) >= {2**53})" for k in ints)
+    columns = ", ".join(f"{quote_literal(k)}: 'DOUBLE'" for k in ints)
+    checks = ", ".join(f"bool_or({quote_ident(k)} <> trunc({quote_ident(k)}) OR abs({quote_ident(k)}) >= {2**53})" for k in ints)
     try:
         found = con.execute(f"SELECT {checks} FROM {reader}, columns={{{columns}}})").fetchone()
     except duckdb.Error:
@@ -540,7 +541,7 @@ def _scan_all_json(con, src: _Source) -> bool:
     if src.json is None:
         return False
     keys, types = _describe(con, f"{src.json}, sample_size=-1)")
-    columns = ", ".join(f"{_lit(k)}: {_lit(t)}" for k, t in zip(keys, types))
+    columns = ", ".join(f"{quote_literal(k)}: {quote_literal(t)}" for k, t in zip(keys, types))
     src.from_sql, src.json = f"{src.json}, columns={{{columns}}})", None
     src.names, notes = _unique_names(keys)
     src.types, src.notes = types, notes + _text_notes(src.names, types)
@@ -598,7 +599,7 @@ def _open_parquet(con, path: Path) -> _Source:
         tail = f.read(4)
     if tail != b"PAR1":
         raise BadInput("the Parquet file is truncated or corrupt (no footer)")
-    from_sql = f"read_parquet({_lit(str(path))})"
+    from_sql = f"read_parquet({quote_literal(str(path))})"
     try:
         described = con.execute(f"DESCRIBE SELECT * FROM {from_sql}").fetchall()
     except duckdb.Error as e:
@@ -705,7 +706,7 @@ def _select_list(src: _Source) -> str:
             expr = _checked_integer(f"#{i}", i, exact=i - 1 in src.exact)
         else:
             expr = _stored(f"#{i}", dtype)
-        parts.append(f"{expr} AS {_ident(name)}")
+        parts.append(f"{expr} AS {quote_ident(name)}")
     return ", ".join(parts)
 
 
@@ -745,7 +746,7 @@ def _write_snapshot(con, src: _Source, tmp: Path) -> int:
     """COPY the source to Parquet with the row id first; a CSV is re-read when a guess proves wrong."""
     for _ in range(len(src.names) + 3):  # each retry widens a column, or changes encoding or line limit once
         sql = (
-            f"COPY (SELECT {_select_list(src)} FROM {src.from_sql}) TO {_lit(str(tmp))} "
+            f"COPY (SELECT {_select_list(src)} FROM {src.from_sql}) TO {quote_literal(str(tmp))} "
             f"(FORMAT parquet, ROW_GROUP_SIZE {ROW_GROUP_SIZE}, COMPRESSION {COMPRESSION})"
         )
         try:
@@ -823,7 +824,7 @@ def _read_error(e: duckdb.Error, src: _Source) -> BadInput:
 
 
 def _columns(con, snapshot: Path, n_rows: int) -> tuple[Column, ...]:
-    described = con.execute(f"DESCRIBE SELECT * FROM read_parquet({_lit(str(snapshot))})").fetchall()
+    described = con.execute(f"DESCRIBE SELECT * FROM read_parquet({quote_literal(str(snapshot))})").fetchall()
     types = {r[0]: r[1] for r in described}
     stats = _text_stats(con, snapshot, [n for n, t in types.items() if t == "VARCHAR"], n_rows)
     return tuple(
@@ -838,10 +839,10 @@ def _text_stats(con, snapshot: Path, names: list[str], n_rows: int) -> dict[str,
     the first 100k rows, enough for a threshold and much cheaper on long texts.
     """
     distinct = "count(DISTINCT {})" if n_rows <= 200_000 else "approx_count_distinct({})"
-    parquet = f"read_parquet({_lit(str(snapshot))})"
+    parquet = f"read_parquet({quote_literal(str(snapshot))})"
     out = {}
     for start in range(0, len(names), 200):  # bounded statement size for very wide files
-        batch = [_ident(n) for n in names[start : start + 200]]
+        batch = [quote_ident(n) for n in names[start : start + 200]]
         counts = con.execute(f"SELECT {', '.join(distinct.format(c) for c in batch)} FROM {parquet}").fetchone()
         lengths = con.execute(
             f"SELECT {', '.join(f'avg(length({c}))' for c in batch)} "
@@ -918,14 +919,6 @@ def _default_name(source_name: str) -> str:
     if base.lower().endswith(".gz"):
         base = base[:-3]
     return Path(base).stem
-
-
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _lit(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 def _first_line(e: Exception, drop_quoted_paths: bool = False) -> str:

@@ -47,7 +47,7 @@ def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _sql_string(text: str) -> str:
+def quote_literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
@@ -73,7 +73,7 @@ class DatasetDB:
             }
         )
         # DuckDB accepts allowed_paths only while external access is still on, hence this order.
-        con.execute(f"SET allowed_paths=[{_sql_string(str(path))}]")
+        con.execute(f"SET allowed_paths=[{quote_literal(str(path))}]")
         con.execute("SET enable_external_access=false")
         # The snapshot never changes, so its footer (row-group statistics) can be parsed once, not per query:
         # a page in file order on 10M rows drops from ~60 to ~30 ms. GLOBAL: a plain SET of this option is
@@ -202,7 +202,7 @@ _WATCHDOG = _Watchdog()
 
 def snapshot_scan(path) -> str:
     """The table function that reads a snapshot, numbering its rows (see snapshot.ROW_ID)."""
-    return f"read_parquet({_sql_string(str(path))}, {FILE_ROW_NUMBER}=true)"
+    return f"read_parquet({quote_literal(str(path))}, {FILE_ROW_NUMBER}=true)"
 
 
 def _view_columns(record: DatasetRecord) -> str:
@@ -920,7 +920,7 @@ def _export_columns(db: DatasetDB) -> str:
             parts.append(q)
             continue
         text = q if dtype == "VARCHAR" else f"CAST({q} AS VARCHAR)"
-        triggers = ", ".join(_sql_string(ch) for ch in FORMULA_START)
+        triggers = ", ".join(quote_literal(ch) for ch in FORMULA_START)
         parts.append(f"CASE WHEN left({text}, 1) IN ({triggers}) THEN '''' || {text} ELSE {text} END AS {q}")
     return ", ".join(parts)
 
