@@ -11,7 +11,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from recipe_core import datasets, profiles, queries
+from recipe_core import datasets, profiles, queries, runs
 from recipe_core.config import Settings, load_settings
 from recipe_core.errors import RecipeError
 from recipe_core.store import DatasetRecord, Store
@@ -21,6 +21,7 @@ SAMPLE_DIR = Path(__file__).resolve().parent / "sample_data"
 # Plain session keys (widget keys are dropped by Streamlit on pages where the widget is absent).
 DATASET = "sel_dataset"
 TARGET = "sel_target"
+AUTHOR = "sel_author"
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class Selection:
     store: Store
     record: DatasetRecord | None
     target: str | None
+    author: str = ""  # the signed-in user, else the name typed in the sidebar
 
 
 # -- cached getters -----------------------------------------------------------------------------
@@ -108,6 +110,37 @@ def task(sel: Selection) -> str:
     return _task(_db_key(sel), sel.target, db(sel))
 
 
+@st.cache_data(show_spinner="Reading the split…", max_entries=64)
+def _split_overview(key: tuple, target: str, task: str | None, _sel: Selection):
+    return runs.split_overview(_sel.settings, _sel.store, _sel.record, target, task)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _feature_plan(key: tuple, target: str, _sel: Selection):
+    return runs.feature_plan(_sel.settings, _sel.record, target)
+
+
+def split_overview(sel: Selection, task: str | None = None):
+    """(task, split, summary table) of the selected dataset and target; the split is persisted on first use."""
+    return _split_overview(_db_key(sel), sel.target, task, sel)
+
+
+def feature_plan(sel: Selection):
+    return _feature_plan(_db_key(sel), sel.target, sel)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _finished_artifact(url: str, run_id: str, name: str):
+    return _store(url).get_json(run_id, name)
+
+
+def run_artifact(sel: Selection, run, name: str):
+    """A run's stored view (batch, dynamics, ...); cached once the run has ended, since it cannot change then."""
+    if run.active:
+        return sel.store.get_json(run.id, name)
+    return _finished_artifact(sel.store.url, run.id, name)
+
+
 def catalog_changed() -> None:
     """Call after any write to the catalog: the one cache that depends on it."""
     _catalog.clear()
@@ -115,6 +148,27 @@ def catalog_changed() -> None:
 
 def show_error(error: RecipeError) -> None:
     st.error(str(error), icon=":material/error:")
+
+
+def _signed_in_user() -> str:
+    try:  # st.user.is_logged_in exists only when authentication is configured
+        if st.user.is_logged_in:
+            return str(st.user.get("email") or st.user.get("name") or "")
+    except (AttributeError, KeyError):
+        pass
+    return ""
+
+
+def _author_input() -> str:
+    user = _signed_in_user()
+    if user:
+        st.caption(f"Signed in as {user}")
+        return user
+    st.session_state.setdefault(AUTHOR, "")
+    st.session_state["w_author"] = st.session_state[AUTHOR]
+    st.text_input("Your name", key="w_author", max_chars=80, placeholder="shown on your runs and labels",
+                  on_change=_copy_widget, args=("w_author", AUTHOR))
+    return st.session_state[AUTHOR].strip()
 
 
 # -- the shared sidebar ---------------------------------------------------------------------------
@@ -188,6 +242,7 @@ def sidebar() -> Selection:
             )
             st.caption(f"{record.n_rows:,} rows · {len(columns):,} columns · id `{record.id}`")
         st.session_state[TARGET] = target
+        author = _author_input()
 
     params = {"dataset": record.id} if record else {}
     if target:
@@ -198,4 +253,4 @@ def sidebar() -> Selection:
     for key, value in params.items():
         if st.query_params.get(key) != value:
             st.query_params[key] = value
-    return Selection(settings=cfg, store=the_store, record=record, target=target)
+    return Selection(settings=cfg, store=the_store, record=record, target=target, author=author)

@@ -1,8 +1,213 @@
-"""Train page (not built yet)."""
+"""Train page: the fixed split, dumb baselines first, and the recipe's sanity checks (recipe step 2).
+
+Training runs in its own process; this page starts it, polls the store and can cancel it.
+"""
+from __future__ import annotations
+
+import pandas as pd
 import streamlit as st
 
 import ui
+from recipe_core import figures, jobs, reports, runs
+from recipe_core.config import MODELS, TrainConfig
+from recipe_core.errors import NotFound, RecipeError
 
 sel = ui.sidebar()
 st.title("Train")
-st.info("Step 2 of the recipe: a fixed seed and split, dumb baselines first, and the sanity checks (loss at init, input-independent twin, overfit one batch, batch independence). It is coming next; the Data page is ready now.")
+if sel.record is None or not sel.target:
+    st.info("Pick a dataset and the target column to predict in the sidebar.")
+    st.stop()
+record, target = sel.record, sel.target
+RUN = "train_run"  # plain session key: the run shown below (also ?run= in the URL)
+POLL_S = 1.0
+
+# -- the skeleton every run shares: task, split, features ---------------------------------------------
+TASKS = {"auto": None, "classification": "classification", "regression": "regression"}
+task_choice = st.session_state.get(f"task:{record.id}:{target}", "auto")
+try:
+    task, split, summary = ui.split_overview(sel, TASKS[task_choice])
+except RecipeError as e:
+    ui.show_error(e)
+    st.stop()
+
+left, right = st.columns([2, 3])
+with left:
+    st.selectbox("Task", list(TASKS), key=f"task:{record.id}:{target}",
+                 format_func=lambda t: f"auto ({ui.task(sel)})" if t == "auto" else t)
+    counts = split.counts
+    st.markdown(f"**Split** (seed {split.record.seed}, {'stratified' if split.record.stratified else 'shuffled'}, "
+                f"persisted: every run and the human baseline use it): "
+                f"{counts['train']:,} train · {counts['val']:,} validation · {counts['test']:,} test")
+    if counts["excluded"]:
+        st.caption(f"{counts['excluded']:,} rows with a missing target are excluded.")
+with right:
+    st.dataframe(summary, width="stretch", height=150)
+
+plan = ui.feature_plan(sel)
+id_like = plan.loc[plan["id_like"], "column"].tolist()
+exclude = st.multiselect("Columns left out (ID-like columns are left out by default)", plan["column"].tolist(),
+                         default=id_like, key=f"exclude:{record.id}:{target}")
+st.caption(f"{len(plan) - len(exclude)} feature columns: numeric standardized on the training split, categorical "
+           "one-hot (top 20 and other), text hashed, a missing indicator where needed.")
+
+
+# -- a new run -------------------------------------------------------------------------------------------
+def start_run(config: TrainConfig) -> None:
+    try:
+        runs.preflight(sel.settings, record, target, config)
+        run = runs.create(sel.store, record, target, config, author=sel.author)
+        jobs.start(sel.settings, sel.store, run.id)
+    except RecipeError as e:
+        st.session_state["train_error"] = str(e)
+        return
+    st.session_state[RUN] = run.id
+
+
+with st.form("train_form", border=True):
+    model = st.segmented_control("Model", MODELS, default="prior", required=True, key="train_model",
+                                 help="Simple to complex: prior, then linear, boosted trees, then the MLP.")
+    c1, c2, c3, c4 = st.columns(4)
+    seed = c1.number_input("Seed", 0, 2**32 - 1, 0, key="train_seed")
+    epochs = c2.number_input("Epochs (0: about 2,000 steps)", 0, 100_000, 0, key="train_epochs")
+    width = c3.number_input("Width", 1, 4096, 64, key="train_width")
+    depth = c4.number_input("Depth", 1, 20, 2, key="train_depth")
+    c1, c2, c3, c4 = st.columns(4)
+    batch_size = c1.number_input("Batch size", 1, 65_536, 64, key="train_batch")
+    lr = c2.number_input("Learning rate (Adam)", 0.0, 10.0, 3e-4, format="%.5f", key="train_lr")
+    dropout = c3.number_input("Dropout", 0.0, 0.99, 0.0, key="train_dropout")
+    weight_decay = c4.number_input("Weight decay", 0.0, 10.0, 0.0, format="%.5f", key="train_wd")
+    bias_init = st.toggle("Initialize the last layer's bias (log class prior / target mean)", True,
+                          key="train_bias_init", help="Off: watch the hockey-stick loss curve of a badly initialized net.")
+    submitted = st.form_submit_button("Train", type="primary", icon=":material/play_arrow:")
+if submitted:
+    start_run(TrainConfig(model=model, seed=int(seed), epochs=int(epochs) or None, width=int(width), depth=int(depth),
+                          batch_size=int(batch_size), lr=float(lr), dropout=float(dropout),
+                          weight_decay=float(weight_decay), bias_init=bias_init, task=TASKS[task_choice],
+                          exclude=tuple(exclude)))
+if "train_error" in st.session_state:
+    st.error(st.session_state.pop("train_error"), icon=":material/error:")
+
+# -- the leaderboard -------------------------------------------------------------------------------------
+all_runs = sel.store.list_runs(record.id, target)
+jobs.reap_lost(sel.store, all_runs)
+board = reports.leaderboard(all_runs)
+st.subheader("Leaderboard")
+if board.empty:
+    st.caption("No runs yet: start with the prior baseline, the number every model must beat.")
+else:
+    refs = reports.references(all_runs)
+    st.plotly_chart(figures.leaderboard_figure(board[board["status"] == "finished"], refs), width="stretch")
+    shown = [c for c in ["run", "model", "seed", "status", "checks", "val_loss", "val_accuracy", "val_balanced_accuracy",
+                         "val_macro_f1", "val_mse", "val_mae", "val_r2", "author", "created"] if c in board]
+    picked = st.dataframe(board[shown], on_select="rerun", selection_mode="single-row", key="train_board",
+                          hide_index=True, width="stretch", column_config={
+                              c: st.column_config.NumberColumn(format="%.4g") for c in shown if c.startswith("val_")})
+    if picked.selection.rows:
+        st.session_state[RUN] = board["id"].iloc[picked.selection.rows[0]]
+
+run_id = st.session_state.get(RUN) or st.query_params.get("run")
+if not run_id:
+    st.stop()
+try:
+    run = sel.store.get_run(run_id)
+except NotFound:
+    st.stop()
+if run.dataset_id != record.id or run.target != target:
+    st.stop()
+st.query_params["run"] = run.id
+
+
+# -- the run: live while it trains -----------------------------------------------------------------------
+def live(run_id: str) -> None:
+    run = sel.store.get_run(run_id)
+    st.subheader(f"Run {run.name}")
+    st.caption(f"{run.model} · seed {run.seed} · {run.task or ''} · by {run.author} · code {run.code_version} · "
+               f"id `{run.id}`")
+    history = reports.history_frame(sel.store.metric_history([run.id]))
+    if run.active:
+        st.progress(run.progress, text=f"{run.status}… {run.progress:.0%}")
+        st.button("Cancel", icon=":material/stop:", key="train_cancel", on_click=jobs.cancel,
+                  args=(sel.store, run.id))
+    elif run.status != "finished":
+        st.error(f"Run {run.status}: {run.reason}", icon=":material/error:")
+    st.plotly_chart(figures.loss_curves_figure(history, log_y=st.session_state.get("train_log_y", False)),
+                    width="stretch", key=f"curves:{run.id}")
+    if st.session_state.get("train_was_active") and not run.active:
+        st.session_state["train_was_active"] = False
+        st.rerun(scope="app")  # the run ended: refresh the leaderboard and show its results
+    st.session_state["train_was_active"] = run.active
+
+
+st.toggle("Log-scale loss axis", key="train_log_y")
+(st.fragment(run_every=POLL_S)(live) if run.active else live)(run.id)
+if run.status != "finished":
+    st.stop()
+
+
+# -- the checks first, then the numbers -------------------------------------------------------------------
+st.markdown("#### Checks")
+for name, check in reports.ordered_checks(run.checks):
+    st.markdown(f"{reports.VERDICT[check.get('ok')]} **{name}**: {check.get('message', '')}")
+
+evaluation = ui.run_artifact(sel, run, "evaluation") or {}
+if evaluation:
+    st.markdown(f"#### Validation metrics ({evaluation['n']:,} examples, the whole split)")
+    cols = st.columns([2, 3])
+    cols[0].dataframe(reports.metrics_table(evaluation), hide_index=True, width="stretch")
+    if evaluation.get("confusion"):
+        cols[1].plotly_chart(figures.confusion_figure(evaluation["confusion"], evaluation["classes"]), width="stretch")
+    st.caption(f"{evaluation['n_parameters']:,} parameters · trained in {evaluation['train_seconds']:.1f} s · "
+               f"predicts the validation split in {evaluation['predict_seconds'] * 1000:.0f} ms")
+
+views = st.tabs(["The batch the net sees", "Predictions over training", "Top-loss examples", "Overfit one batch",
+                 "Capacity", "Config"])
+with views[0]:
+    batch = ui.run_artifact(sel, run, "batch")
+    if batch:
+        st.caption(f"The first training batch exactly as the model receives it: {len(batch['rows'])} rows × "
+                   f"{batch['n_features']} features" + (f" (first {len(batch['features'])} shown)"
+                                                        if batch["n_features"] > len(batch["features"]) else ""))
+        tensor = pd.DataFrame(batch["values"], columns=batch["features"], index=batch["rows"]).rename_axis("row")
+        tensor.insert(0, "label", [str(v) for v in batch["labels"]])
+        st.dataframe(tensor, height=260)
+        st.markdown("Decoded back into the columns' own terms")
+        st.dataframe(pd.DataFrame(batch["decoded"], index=batch["rows"]).rename_axis("row"), height=220)
+        stats = pd.DataFrame(batch["stats"])
+        bad = int(stats["nan"].sum())
+        (st.error if bad else st.caption)(f"Per-feature mean, std and NaN count over the batch: {bad} NaN values.")
+        st.dataframe(stats, hide_index=True, height=220, column_config={
+            c: st.column_config.NumberColumn(format="%.4g") for c in ("mean", "std")})
+with views[1]:
+    dyn = ui.run_artifact(sel, run, "dynamics")
+    if dyn and dyn["snapshots"]:
+        marks = [at for at, _ in dyn["snapshots"]]
+        at = st.select_slider("Epoch (trees for gbm)", marks, value=marks[-1], key=f"dyn:{run.id}") \
+            if len(marks) > 1 else marks[0]
+        preds = dict((m, p) for m, p in dyn["snapshots"])[at]
+        st.plotly_chart(figures.predictions_figure(dyn["labels"], preds, dyn["classes"],
+                                                   f"A fixed validation batch at {at}"), width="stretch")
+with views[2]:
+    top = ui.run_artifact(sel, run, "top_losses") or []
+    if top:
+        table = pd.DataFrame(top)
+        table["open"] = [f"data?dataset={record.id}&row={r}" for r in table["row"]]
+        st.dataframe(table, hide_index=True, width="stretch", column_config={
+            "open": st.column_config.LinkColumn("row in the Data page", display_text="open row"),
+            "loss": st.column_config.NumberColumn(format="%.4g")})
+with views[3]:
+    over = run.checks.get("overfit_one_batch", {})
+    if over.get("labels") is not None:
+        cmp = pd.DataFrame({"row": over["rows"], "label": over["labels"], "prediction": over["predictions"]})
+        st.dataframe(cmp, hide_index=True)
+        curve = pd.DataFrame(over["curve"], columns=["step", "value"]).assign(key="train_loss")
+        st.plotly_chart(figures.loss_curves_figure(curve, "Overfitting one batch", log_y=True), width="stretch")
+    else:
+        st.caption(over.get("message", "not run"))
+with views[4]:
+    cap = run.checks.get("capacity", {})
+    if cap.get("widths"):
+        st.plotly_chart(figures.capacity_figure(cap["widths"], cap["train_losses"]), width="stretch")
+    else:
+        st.caption(cap.get("message", "not run"))
+with views[5]:
+    st.json(run.config)

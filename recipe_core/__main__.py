@@ -13,10 +13,10 @@ from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 
-from recipe_core import datasets, profiles, queries
-from recipe_core.config import load_settings
+from recipe_core import datasets, profiles, queries, runs
+from recipe_core.config import MODELS, TrainConfig, load_settings
 from recipe_core.errors import RecipeError
-from recipe_core.store import KINDS, DatasetRecord, Store
+from recipe_core.store import KINDS, DatasetRecord, RunRecord, Store
 
 
 def dataset_json(r: DatasetRecord) -> dict:
@@ -97,6 +97,46 @@ def cmd_set_type(args, settings, store) -> dict:
     return dataset_json(store.set_column_kind(store.get_dataset(args.dataset).id, args.column, args.type))
 
 
+def run_json(r: RunRecord, datasets_by_id: dict | None = None) -> dict:
+    out = {"run_id": r.id, "name": r.name, "dataset": r.dataset_id, "target": r.target, "model": r.model,
+           "seed": r.seed, "task": r.task, "status": r.status, "metrics": r.metrics, "checks": r.checks,
+           "author": r.author, "created_at": r.created_at}
+    if r.reason:
+        out["reason"] = r.reason
+    if datasets_by_id and r.dataset_id in datasets_by_id:
+        out["dataset_name"] = datasets_by_id[r.dataset_id].name
+    return out
+
+
+def cmd_train(args, settings, store) -> dict:
+    record = store.get_dataset(args.dataset)
+    config = TrainConfig(model=args.model, seed=args.seed, epochs=args.epochs, bias_init=not args.no_bias_init,
+                         task=args.task, exclude=tuple(args.exclude) if args.exclude is not None else None,
+                         checks=not args.no_checks)
+    runs.preflight(settings, record, args.target, config)
+    run = runs.create(store, record, args.target, config, author=args.author or _user())
+    # The CLI is its own process, so it runs the job inline; Ctrl-C marks the run cancelled.
+    run = runs.execute(settings, store, run.id)
+    if run.status != "finished":
+        raise RecipeError(f"run {run.id} {run.status}: {run.reason}")
+    return run_json(run)
+
+
+def cmd_runs(args, settings, store) -> list:
+    by_id = {d.id: d for d in store.list_datasets()}
+    dataset_id = store.get_dataset(args.dataset).id if args.dataset else None
+    return [run_json(r, by_id) for r in store.list_runs(dataset_id, args.target)]
+
+
+def _user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "anonymous"
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line, like every other error; `--help` still shows the usage
         print(f"error: {message} (see --help)", file=sys.stderr)
@@ -136,6 +176,24 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("type", choices=KINDS)
     s.set_defaults(run=cmd_set_type)
 
+    s = sub.add_parser("train", help="train a baseline on the fixed split and run the recipe's checks")
+    s.add_argument("dataset", help="id or name")
+    s.add_argument("--target", required=True)
+    s.add_argument("--model", choices=MODELS, default="mlp")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--epochs", type=int, help="default: enough for about 2,000 optimizer steps")
+    s.add_argument("--task", choices=("classification", "regression"), help="default: inferred from the target")
+    s.add_argument("--exclude", nargs="*", metavar="COLUMN", help="columns to leave out (default: the ID-like ones)")
+    s.add_argument("--no-bias-init", action="store_true", help="start the last-layer bias at 0 (see the hockey stick)")
+    s.add_argument("--no-checks", action="store_true", help="skip the recipe's checks (faster)")
+    s.add_argument("--author", help="default: the login name")
+    s.set_defaults(run=cmd_train)
+
+    s = sub.add_parser("runs", help="list runs with their status and metrics")
+    s.add_argument("--dataset", help="only runs of this dataset (id or name)")
+    s.add_argument("--target", help="only runs of this target")
+    s.set_defaults(run=cmd_runs)
+
     for s in sub.choices.values():
         s.add_argument("--json", action="store_true", help="print one JSON document")
     return p
@@ -156,7 +214,20 @@ def show(command: str, out) -> str:
         lines = [f"{out['n_total']:,} matching rows"]
         lines += [json.dumps(r, ensure_ascii=False, default=str) for r in out["rows"]]
         return "\n".join(lines)
+    if command == "train":
+        lines = [f"run {out['run_id']} {out['status']} ({out['model']}, {out['task']}, seed {out['seed']})"]
+        lines += [f"  {k} {v:.4g}" for k, v in out["metrics"].items() if isinstance(v, (int, float))]
+        lines += [f"  check {name}: {_verdict(c.get('ok'))} {c.get('message', '')}" for name, c in out["checks"].items()]
+        return "\n".join(lines)
+    if command == "runs":
+        return "\n".join(f"{r['run_id']}  {r['status']:<9} {r['model']:<6} seed {r['seed']}  "
+                         f"{r.get('dataset_name', r['dataset'])} -> {r['target']}  "
+                         f"val_loss {r['metrics'].get('val_loss', float('nan')):.4g}" for r in out) or "no runs"
     return json.dumps(out)
+
+
+def _verdict(ok) -> str:
+    return {True: "ok", False: "FAILED", None: "skipped"}[ok]
 
 
 def main(argv: list[str] | None = None) -> int:

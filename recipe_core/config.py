@@ -34,3 +34,42 @@ def load_settings(env: os._Environ | dict | None = None) -> Settings:
     if max_mb <= 0:
         raise BadInput(f"RECIPE_MAX_UPLOAD_MB must be positive, not {raw_mb!r}")
     return Settings(home=home, store_url=store_url, max_upload_bytes=int(max_mb * 1024 * 1024))
+
+
+MODELS = ("prior", "linear", "gbm", "mlp")
+TASKS = ("classification", "regression")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a run besides the data; saved whole with the run (nanoGPT style)."""
+    model: str = "mlp"  # prior (scikit-learn Dummy*), linear (logistic / ridge), gbm (histogram boosting), mlp (torch)
+    seed: int = 0  # every random choice of the run: init, batch order, dropout, the trees' subsampling
+    task: str | None = None  # None: inferred from the target (a numeric target with > 20 values is regression)
+    exclude: tuple[str, ...] | None = None  # columns left out; None: the ID-like ones
+    # mlp
+    width: int = 64  # hidden units per layer
+    depth: int = 2  # hidden layers
+    dropout: float = 0.0  # off at first: drive the training loss down before regularizing (recipe step 3)
+    weight_decay: float = 0.0
+    batch_size: int = 64
+    epochs: int | None = None  # None: enough epochs for about MIN_STEPS optimizer steps (at least 5)
+    lr: float = 3e-4  # Adam's safe default; constant, no schedule
+    bias_init: bool = True  # last-layer bias at the log class prior / the target mean (off: the hockey stick)
+    # linear and gbm
+    l2: float = 1.0  # linear: ridge alpha, or 1/C of the logistic regression
+    gbm_iterations: int = 200
+    gbm_learning_rate: float = 0.1
+    gbm_max_leaf_nodes: int = 31
+    # features
+    top_k: int = 20  # categorical values one-hot encoded; the rest share an "other" feature
+    text_features: int = 256  # hashed bag-of-words size per text column
+    checks: bool = True  # run the recipe's checks (they cost about one extra training run)
+
+    MIN_STEPS = 2000
+
+    def epochs_for(self, n_train: int) -> int:
+        if self.epochs is not None:
+            return self.epochs
+        steps_per_epoch = max(1, -(-n_train // self.batch_size))
+        return max(5, min(2000, -(-self.MIN_STEPS // steps_per_epoch)))

@@ -19,3 +19,7 @@ class QueryRejected(RecipeError):
 
 class QueryFailed(RecipeError):
     """A query DuckDB refused or interrupted (timeout, memory)."""
+
+
+class Cancelled(RecipeError):
+    """A run stopped on request."""

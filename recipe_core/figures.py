@@ -212,3 +212,82 @@ def missing_figure(table: pd.DataFrame, top: int = 40) -> go.Figure:
     fig.update_yaxes(type="category", tickmode="array", tickvals=labels, ticktext=[_short(c, 30) for c in df["column"]])
     fig.update_xaxes(tickformat=".0%", range=[0, 1])
     return _layout(fig, title, min(80 + 22 * len(df), 900))
+
+
+# -- training ------------------------------------------------------------------------------------------
+CURVE_STYLE = {"train_loss": ("train loss", COLORS[0], "solid"), "val_loss": ("validation loss", COLORS[1], "solid"),
+               "twin_train_loss": ("zero-input twin: train", COLORS[0], "dot"),
+               "twin_val_loss": ("zero-input twin: validation", COLORS[1], "dot")}
+
+
+def loss_curves_figure(history: pd.DataFrame, title: str = "Loss", log_y: bool = False) -> go.Figure:
+    """history: columns key, step, value (one run). Train and validation loss, the zero-input twin dotted."""
+    fig = go.Figure()
+    for key, (name, color, dash) in CURVE_STYLE.items():
+        part = history[history["key"] == key]
+        if len(part):
+            fig.add_scatter(x=part["step"], y=part["value"], name=name, mode="lines+markers" if len(part) < 3 else "lines",
+                            line={"color": color, "dash": dash, "width": 1.5 if dash == "dot" else 2})
+    if not fig.data:
+        return _empty(title, HEIGHT)
+    fig.update_xaxes(title="step (optimizer steps; trees for gbm)")
+    fig.update_yaxes(title="loss", type="log" if log_y else "linear")
+    return _layout(fig, title, HEIGHT)
+
+
+def leaderboard_figure(board: pd.DataFrame, references: dict[str, float], metric: str = "val_loss") -> go.Figure:
+    """board: columns run, model, and the metric; one dot per run, the reference baselines as horizontal lines."""
+    title = f"Leaderboard: {metric} (lower is better)" if metric.endswith(("loss", "mse", "mae")) else f"Leaderboard: {metric}"
+    if board.empty:
+        return _empty(title, HEIGHT)
+    fig = go.Figure()
+    for i, (model, part) in enumerate(board.groupby("model", sort=False)):
+        fig.add_scatter(x=[escape(r) for r in part["run"]], y=part[metric], mode="markers", name=escape(model),
+                        marker={"size": 11, "color": COLORS[i % len(COLORS)]})
+    for i, (name, value) in enumerate(references.items()):
+        fig.add_hline(y=value, line={"dash": "dash", "color": COLORS[(i + 3) % len(COLORS)], "width": 1.5},
+                      annotation_text=f"{escape(name)} {value:.4g}", annotation_position="top left")
+    fig.update_xaxes(title="run", type="category")
+    fig.update_yaxes(title=metric)
+    return _layout(fig, title, HEIGHT)
+
+
+def confusion_figure(matrix: list[list[int]], classes: list[str]) -> go.Figure:
+    labels = [_short(c) for c in classes]
+    fig = go.Figure(go.Heatmap(z=matrix, x=labels, y=labels, colorscale="Blues", showscale=False,
+                               text=matrix, texttemplate="%{text}",
+                               hovertemplate="true %{y}<br>predicted %{x}<br>%{z} examples<extra></extra>"))
+    fig.update_xaxes(title="predicted", type="category")
+    fig.update_yaxes(title="true", type="category", autorange="reversed")
+    return _layout(fig, "Confusion matrix (validation split)", max(HEIGHT, 40 + 28 * len(classes)))
+
+
+def predictions_figure(labels: list, predictions: list, classes: list[str], title: str) -> go.Figure:
+    """Each example's label against the model's prediction: probabilities per class (heat) or values (dots)."""
+    examples = [str(i) for i in range(len(labels))]
+    if classes:
+        probs = [[round(float(p), 3) for p in row] for row in predictions]
+        fig = go.Figure(go.Heatmap(z=probs, x=[_short(c) for c in classes], y=examples, zmin=0, zmax=1,
+                                   colorscale="Greens", showscale=False, text=probs, texttemplate="%{text:.2f}",
+                                   hovertemplate="example %{y}<br>class %{x}<br>p=%{z:.3f}<extra></extra>"))
+        truth = [classes.index(str(label)) if str(label) in classes else None for label in labels]
+        fig.add_scatter(x=[_short(classes[t]) if t is not None else None for t in truth], y=examples, mode="markers",
+                        name="label", marker={"symbol": "square-open", "size": 18, "color": COLORS[3]})
+        fig.update_xaxes(title="class (the open square is the label)", type="category")
+        fig.update_yaxes(title="example", type="category", autorange="reversed")
+        return _layout(fig, title, max(HEIGHT, 40 + 22 * len(labels)))
+    fig = go.Figure()
+    fig.add_scatter(x=examples, y=labels, mode="markers", name="label",
+                    marker={"symbol": "square-open", "size": 12, "color": COLORS[3]})
+    fig.add_scatter(x=examples, y=predictions, mode="markers", name="prediction", marker={"size": 9, "color": COLORS[0]})
+    fig.update_xaxes(title="example", type="category")
+    fig.update_yaxes(title="target")
+    return _layout(fig, title, HEIGHT)
+
+
+def capacity_figure(widths: list[int], losses: list[float]) -> go.Figure:
+    fig = go.Figure(go.Scatter(x=[str(w) for w in widths], y=losses, mode="lines+markers",
+                               line={"color": COLORS[0]}))
+    fig.update_xaxes(title="hidden width", type="category")
+    fig.update_yaxes(title="training loss after the same steps")
+    return _layout(fig, "Capacity ladder: training loss must not rise", HEIGHT)

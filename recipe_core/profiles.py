@@ -160,6 +160,11 @@ def _column(db: DatasetDB, name: str) -> _Col:
     return _col(db, db.record.column(name))  # NotFound with a clear message
 
 
+def treatments(db: DatasetDB) -> dict[str, str]:
+    """How each column is treated (numeric, categorical, text, boolean, datetime): the kind the stored type honours."""
+    return {c.name: c.treat for c in _columns(db)}
+
+
 def _chunks(items: list, cost, max_items: int):
     """Split items into consecutive queries: each query's summed cost stays <= 1 and it has <= max_items."""
     chunk: list = []

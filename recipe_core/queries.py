@@ -898,6 +898,14 @@ def row(db: DatasetDB, row_id: int) -> dict:
     return dict(zip(db.columns, found[0]))
 
 
+def columns_frame(db: DatasetDB, columns: list[str]) -> pd.DataFrame:
+    """Whole columns as the view shows them (kind overrides applied), indexed by row id: what training reads."""
+    for name in columns:
+        _column(db, name, "column")
+    select = ", ".join([quote_ident(ROW_ID)] + [quote_ident(c) for c in columns])
+    return _indexed(db.df(f"SELECT {select} FROM data ORDER BY {quote_ident(ROW_ID)}"))
+
+
 def extremes(db: DatasetDB, column: str, n: int = 10, largest: bool = True) -> pd.DataFrame:
     """The n rows with the largest (or smallest) values of a column; missing values (and NaN) left out."""
     if column not in db.columns:

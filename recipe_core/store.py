@@ -1,12 +1,15 @@
-"""The SQL store (SQLite by default, PostgreSQL for teams): the dataset catalog, and later runs and labels.
+"""The SQL store (SQLite by default, PostgreSQL for teams): the dataset catalog, splits, runs and their metrics.
 
 Only this module holds SQL for the store. Records cross its boundary as frozen dataclasses.
 """
 from __future__ import annotations
 
 import json
+import math
 import threading
-from dataclasses import dataclass, replace
+import time
+import uuid
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -15,6 +18,8 @@ import sqlalchemy as sa
 from recipe_core.errors import BadInput, NotFound, RecipeError
 
 KINDS = ("numeric", "categorical", "text", "boolean", "datetime")
+RUN_STATUSES = ("queued", "running", "finished", "failed", "cancelled")
+ACTIVE = ("queued", "running")
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,124 @@ datasets_table = sa.Table(
 )
 
 
+splits_table = sa.Table(
+    "splits",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("dataset_id", sa.String(64), nullable=False),
+    sa.Column("target", sa.Text, nullable=False),
+    sa.Column("seed", sa.Integer, nullable=False),
+    sa.Column("fractions_json", sa.Text, nullable=False),
+    sa.Column("stratified", sa.Boolean, nullable=False),
+    sa.Column("counts_json", sa.Text, nullable=False),
+    sa.Column("assignment", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", sa.String(40), nullable=False),
+    sa.UniqueConstraint("dataset_id", "target", name="one_split_per_target"),
+)
+
+runs_table = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("dataset_id", sa.String(64), nullable=True),
+    sa.Column("target", sa.Text, nullable=True),
+    sa.Column("split_id", sa.String(32), nullable=True),
+    sa.Column("model", sa.String(64), nullable=False),
+    sa.Column("task", sa.String(32), nullable=True),
+    sa.Column("seed", sa.Integer, nullable=True),
+    sa.Column("config_json", sa.Text, nullable=False),
+    sa.Column("code_version", sa.String(64), nullable=False),
+    sa.Column("author", sa.Text, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("progress", sa.Float, nullable=False),
+    sa.Column("cancel_requested", sa.Boolean, nullable=False),
+    sa.Column("host", sa.Text, nullable=False),
+    sa.Column("pid", sa.Integer, nullable=True),
+    sa.Column("created_at", sa.String(40), nullable=False),
+    sa.Column("started_at", sa.String(40), nullable=True),
+    sa.Column("finished_at", sa.String(40), nullable=True),
+    sa.Column("heartbeat", sa.Float, nullable=True),  # unix time of the job's last sign of life
+    sa.Column("metrics_json", sa.Text, nullable=False),
+    sa.Column("checks_json", sa.Text, nullable=False),
+    sa.Column("parent_id", sa.String(32), nullable=True),
+    sa.Column("hypothesis", sa.Text, nullable=False),
+    sa.Index("runs_by_dataset", "dataset_id", "target"),
+)
+
+# One row per logged point: long histories stay queryable by run and metric without loading everything.
+metrics_table = sa.Table(
+    "metrics",
+    metadata,
+    sa.Column("run_id", sa.String(32), nullable=False),
+    sa.Column("key", sa.String(200), nullable=False),
+    sa.Column("step", sa.BigInteger, nullable=False),
+    sa.Column("value", sa.Float, nullable=True),  # NULL for NaN/inf, which not every backend stores
+    sa.Column("epoch", sa.Float, nullable=True),
+    sa.Column("wall_time", sa.Float, nullable=False),
+    sa.Index("metrics_by_run", "run_id", "key", "step"),
+)
+
+artifacts_table = sa.Table(
+    "artifacts",
+    metadata,
+    sa.Column("run_id", sa.String(32), primary_key=True),
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("data", sa.LargeBinary, nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class SplitRecord:
+    id: str
+    dataset_id: str
+    target: str
+    seed: int
+    fractions: tuple[float, float, float]  # train, val, test
+    stratified: bool
+    counts: dict  # {"train": n, "val": n, "test": n, "excluded": n}
+    assignment: bytes  # compressed codes per snapshot row; see splits.py
+    created_at: str = ""
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    id: str
+    name: str
+    model: str
+    config: dict
+    dataset_id: str | None = None
+    target: str | None = None
+    split_id: str | None = None
+    task: str | None = None
+    seed: int | None = None
+    code_version: str = ""
+    author: str = ""
+    status: str = "queued"
+    reason: str = ""  # why it failed or was cancelled
+    progress: float = 0.0
+    cancel_requested: bool = False
+    host: str = ""
+    pid: int | None = None
+    created_at: str = ""
+    started_at: str | None = None
+    finished_at: str | None = None
+    heartbeat: float | None = None
+    metrics: dict = field(default_factory=dict)  # final metrics, e.g. {"val_loss": 0.31, ...}
+    checks: dict = field(default_factory=dict)  # {name: {"ok": bool|None, ...}}
+    parent_id: str | None = None
+    hypothesis: str = ""
+
+    @property
+    def active(self) -> bool:
+        return self.status in ACTIVE
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
     # WAL lets readers and one writer work at once; FULL sync so an acknowledged write survives a kill.
     cur = dbapi_conn.cursor()
@@ -89,7 +212,7 @@ class Store:
         Safe when several processes register at once: the loser of a race on the id gets the winner's
         record, and the loser of a race on the name tries the next free name.
         """
-        record = replace(record, created_at=record.created_at or _now())
+        record = replace(record, created_at=record.created_at or now_iso())
         for _ in range(20):
             existing = self._dataset_by_id(record.id)
             if existing is not None:
@@ -140,6 +263,122 @@ class Store:
             )
         return replace(record, columns=columns)
 
+    # -- splits -------------------------------------------------------------------------------
+    def add_split(self, split: SplitRecord) -> SplitRecord:
+        """Persist the split of a dataset and target; when one exists already (a racing process), return it."""
+        split = replace(split, created_at=split.created_at or now_iso())
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(splits_table.insert().values(
+                    id=split.id, dataset_id=split.dataset_id, target=split.target, seed=split.seed,
+                    fractions_json=json.dumps(list(split.fractions)), stratified=split.stratified,
+                    counts_json=json.dumps(split.counts), assignment=split.assignment, created_at=split.created_at))
+            return split
+        except sa.exc.IntegrityError:
+            existing = self.get_split(split.dataset_id, split.target)
+            if existing is None:
+                raise
+            return existing
+
+    def get_split(self, dataset_id: str, target: str) -> SplitRecord | None:
+        t = splits_table
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(t).where(t.c.dataset_id == dataset_id, t.c.target == target)).first()
+        if row is None:
+            return None
+        m = row._mapping
+        return SplitRecord(id=m["id"], dataset_id=m["dataset_id"], target=m["target"], seed=int(m["seed"]),
+                           fractions=tuple(json.loads(m["fractions_json"])), stratified=bool(m["stratified"]),
+                           counts=json.loads(m["counts_json"]), assignment=bytes(m["assignment"]),
+                           created_at=m["created_at"])
+
+    # -- runs ---------------------------------------------------------------------------------
+    def add_run(self, run: RunRecord) -> RunRecord:
+        run = replace(run, created_at=run.created_at or now_iso())
+        with self.engine.begin() as conn:
+            conn.execute(runs_table.insert().values(**_run_row(run)))
+        return run
+
+    def get_run(self, key: str) -> RunRecord:
+        """By exact id or unambiguous id prefix."""
+        t = runs_table
+        key = str(key)
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(t).where(t.c.id == key)).all()
+            if not rows and len(key) >= 4:
+                rows = conn.execute(sa.select(t).where(t.c.id.startswith(key, autoescape=True)).limit(2)).all()
+        if len(rows) != 1:
+            raise NotFound(f"no run with id {key!r}" if not rows else f"run id {key!r} is ambiguous; give more of it")
+        return _run_record(rows[0])
+
+    def list_runs(self, dataset_id: str | None = None, target: str | None = None) -> list[RunRecord]:
+        t = runs_table
+        q = sa.select(t).order_by(t.c.created_at, t.c.id)
+        if dataset_id is not None:
+            q = q.where(t.c.dataset_id == dataset_id)
+        if target is not None:
+            q = q.where(t.c.target == target)
+        with self.engine.connect() as conn:
+            return [_run_record(r) for r in conn.execute(q)]
+
+    def update_run(self, run_id: str, only_if_active: bool = False, **fields) -> bool:
+        """Set fields of a run; with only_if_active, a run that already ended is left as it is (returns False)."""
+        values = {}
+        for name, value in fields.items():
+            if name in ("metrics", "checks", "config"):
+                values[f"{name}_json"] = _json(value)
+            else:
+                values[name] = value
+        q = runs_table.update().where(runs_table.c.id == run_id).values(**values)
+        if only_if_active:
+            q = q.where(runs_table.c.status.in_(ACTIVE))
+        with self.engine.begin() as conn:
+            return conn.execute(q).rowcount > 0
+
+    def request_cancel(self, run_id: str) -> bool:
+        return self.update_run(run_id, only_if_active=True, cancel_requested=True)
+
+    # -- metrics and artifacts ------------------------------------------------------------------
+    def log_metrics(self, run_id: str, points: list[tuple]) -> None:
+        """Append points (key, step, value, epoch, wall_time) in one transaction: one round trip per batch."""
+        if not points:
+            return
+        rows = [{"run_id": run_id, "key": k, "step": int(s), "value": _finite(v),
+                 "epoch": None if e is None else float(e), "wall_time": float(w)} for k, s, v, e, w in points]
+        with self.engine.begin() as conn:
+            conn.execute(metrics_table.insert(), rows)
+            conn.execute(runs_table.update().where(runs_table.c.id == run_id).values(heartbeat=time.time()))
+
+    def metric_history(self, run_ids: list[str], keys: list[str] | None = None) -> list[tuple]:
+        """Every stored point of these runs: (run_id, key, step, value, epoch, wall_time), ordered by step."""
+        t = metrics_table
+        q = sa.select(t.c.run_id, t.c.key, t.c.step, t.c.value, t.c.epoch, t.c.wall_time).where(
+            t.c.run_id.in_(list(run_ids))).order_by(t.c.run_id, t.c.key, t.c.step, t.c.wall_time)
+        if keys is not None:
+            q = q.where(t.c.key.in_(list(keys)))
+        with self.engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(q)]
+
+    def put_artifact(self, run_id: str, name: str, data: bytes) -> None:
+        t = artifacts_table
+        with self.engine.begin() as conn:
+            conn.execute(t.delete().where(t.c.run_id == run_id, t.c.name == name))
+            conn.execute(t.insert().values(run_id=run_id, name=name, data=data))
+
+    def get_artifact(self, run_id: str, name: str) -> bytes | None:
+        t = artifacts_table
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(t.c.data).where(t.c.run_id == run_id, t.c.name == name)).first()
+        return None if row is None else bytes(row[0])
+
+    def put_json(self, run_id: str, name: str, value) -> None:
+        self.put_artifact(run_id, name, _json(value).encode())
+
+    def get_json(self, run_id: str, name: str):
+        data = self.get_artifact(run_id, name)
+        return None if data is None else json.loads(data)
+
+
     def _dataset_by_id(self, dataset_id: str) -> DatasetRecord | None:
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(datasets_table).where(datasets_table.c.id == dataset_id)).first()
@@ -183,8 +422,8 @@ def _free_name(conn: sa.Connection, wanted: str) -> str:
     return name
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
 def _columns_json(columns: tuple[Column, ...]) -> str:
@@ -220,3 +459,42 @@ def _dataset_record(row) -> DatasetRecord:
         notes=tuple(json.loads(m["notes_json"])),
         size_bytes=int(m["size_bytes"]),
     )
+
+
+def _finite(v) -> float | None:
+    v = None if v is None else float(v)
+    return v if v is not None and math.isfinite(v) else None
+
+
+def _json(value) -> str:
+    # NaN/inf are not JSON: they are stored as null.
+    def clean(v):
+        if isinstance(v, dict):
+            return {str(k): clean(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [clean(x) for x in v]
+        if hasattr(v, "item") and not isinstance(v, (str, bytes)):
+            v = v.item()
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        return v
+
+    return json.dumps(clean(value), ensure_ascii=False)
+
+
+_RUN_JSON = ("config", "metrics", "checks")
+
+
+def _run_row(r: RunRecord) -> dict:
+    row = asdict(r)
+    for name in _RUN_JSON:
+        row[f"{name}_json"] = _json(row.pop(name))
+    return row
+
+
+def _run_record(row) -> RunRecord:
+    m = dict(row._mapping)
+    for name in _RUN_JSON:
+        m[name] = json.loads(m.pop(f"{name}_json"))
+    m["cancel_requested"] = bool(m["cancel_requested"])
+    return RunRecord(**m)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import plotly.data
 import pyarrow as pa
@@ -54,6 +55,14 @@ def digits() -> pd.DataFrame:
     return df
 
 
+def noise(n_rows: int = 600, n_features: int = 8) -> pd.DataFrame:
+    """Pure noise: random features, a random label. Every model must fail the input-independent check here."""
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame(rng.normal(size=(n_rows, n_features)).round(4), columns=[f"x{i}" for i in range(n_features)])
+    df["label"] = rng.choice(["a", "b"], size=n_rows)
+    return df
+
+
 def write_csv(df: pd.DataFrame, path: Path) -> None:
     df.to_csv(path, index=False, lineterminator="\n")
 
@@ -71,6 +80,7 @@ def main() -> None:
     write_csv(plotly.data.tips(), HERE / "tips.csv")  # categorical columns: sex, smoker, day, time
     write_parquet(plotly.data.gapminder(), HERE / "gapminder.parquet")  # text (country) and categorical columns
     write_csv(digits(), HERE / "digits.csv")
+    write_csv(noise(), HERE / "noise.csv")
     for path in sorted(HERE.iterdir()):
         if path.suffix in (".csv", ".parquet"):
             print(f"{path.name:24s} {path.stat().st_size / 1024:8.1f} KB")

@@ -96,3 +96,57 @@ def test_a_real_process_prints_no_traceback(home, tmp_path):
                           capture_output=True, text=True, env={**os.environ, "RECIPE_HOME": str(home)})
     assert proc.returncode != 0 and proc.stdout == ""
     assert proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr
+
+
+def test_train_and_runs(home, capsys):
+    run_json(capsys, "ingest", WINE, "--name", "wine")
+    out = run_json(capsys, "train", "wine", "--target", "cultivar", "--model", "linear", "--seed", "2")
+    assert out["status"] == "finished" and out["task"] == "classification"
+    assert {"val_loss", "val_accuracy", "val_balanced_accuracy", "val_macro_f1"} <= set(out["metrics"])
+    assert set(out["checks"]) >= {"loss_at_init", "overfit_one_batch", "input_independent", "batch_independence",
+                                  "capacity"}
+    assert all("ok" in c for c in out["checks"].values())
+    assert out["checks"]["input_independent"]["ok"] is True
+    listed = run_json(capsys, "runs")
+    assert [(r["run_id"], r["model"], r["seed"], r["status"]) for r in listed] == [
+        (out["run_id"], "linear", 2, "finished")]
+    assert listed[0]["dataset_name"] == "wine" and listed[0]["metrics"] == out["metrics"]
+    code, text, _ = run(capsys, "runs")
+    assert code == 0 and out["run_id"] in text
+
+
+def test_train_mlp_json_has_every_check_with_numbers(home, capsys):
+    run_json(capsys, "ingest", WINE, "--name", "wine")
+    out = run_json(capsys, "train", "wine", "--target", "cultivar", "--model", "mlp", "--epochs", "300",
+                   "--no-bias-init")
+    init = out["checks"]["loss_at_init"]
+    assert init["ok"] is True and init["expected"] == pytest.approx(1.0986, abs=1e-4)  # ln 3 without bias init
+    assert abs(init["measured"] - init["expected"]) < 0.02 * init["expected"]
+    for name in ("overfit_one_batch", "batch_independence", "capacity", "input_independent"):
+        assert out["checks"][name]["ok"] is True, out["checks"][name]
+
+
+@pytest.mark.parametrize("column, values, message", [
+    ("t", ["one"] * 30, "only one class"),
+    ("t", [5.5] * 30, "constant value"),
+    ("t", [None] * 30, "no rows with a value"),
+])
+def test_train_refuses_a_hopeless_target_in_one_line(home, capsys, tmp_path, column, values, message):
+    path = tmp_path / "bad.csv"
+    pd.DataFrame({"x": range(30), column: values}).to_csv(path, index=False)
+    run_json(capsys, "ingest", path, "--name", "bad")
+    task = ["--task", "regression"] if isinstance(values[0], float) else []
+    code, out, err = run(capsys, "train", "bad", "--target", column, "--model", "linear", *task)
+    assert code != 0 and out == ""
+    assert err.startswith("error:") and message in err and err.count("\n") == 1
+    assert run_json(capsys, "runs") == []
+
+
+def test_train_usage_errors_are_one_line(home, capsys):
+    run_json(capsys, "ingest", WINE, "--name", "wine")
+    for argv in (["train", "wine", "--target", "cultivar", "--model", "svm"],
+                 ["train", "wine", "--target", "nope"],
+                 ["train", "wine", "--target", "cultivar", "--epochs", "0"],
+                 ["train", "wine", "--target", "cultivar", "--seed", "x"]):
+        code, out, err = run(capsys, *argv)
+        assert code != 0 and err.startswith("error:") and err.count("\n") == 1, (argv, err)

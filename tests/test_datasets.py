@@ -440,7 +440,7 @@ def test_missing_file(settings, store, tmp_path):
 # -- the sample datasets ------------------------------------------------------------------------------------
 def test_ensure_samples_registers_the_real_sample_data(settings, store):
     records = {r.name: r for r in ensure_samples(settings, store, SAMPLES)}
-    assert set(records) == {"breast_cancer", "wine", "diabetes", "tips", "gapminder", "digits"}
+    assert set(records) == {"breast_cancer", "wine", "diabetes", "tips", "gapminder", "digits", "noise"}
     assert sum(p.stat().st_size for p in SAMPLES.iterdir() if p.suffix in (".csv", ".parquet")) < 2 << 20
 
     cancer = records["breast_cancer"]
@@ -464,4 +464,4 @@ def test_ensure_samples_registers_the_real_sample_data(settings, store):
 
     again = ensure_samples(settings, store, SAMPLES)  # cheap: hashes match, nothing re-ingested
     assert {r.id for r in again} == {r.id for r in records.values()}
-    assert len(store.list_datasets()) == 6
+    assert len(store.list_datasets()) == 7

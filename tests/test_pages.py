@@ -1,4 +1,5 @@
 """Every page renders through the entrypoint (AppTest); the Data page's upload, filter, search, sort and paging."""
+import time
 from pathlib import Path
 
 import pytest
@@ -55,7 +56,7 @@ def test_every_page_renders_with_the_shared_sidebar(app, page):
 
 def test_samples_are_offered_on_first_start(app):
     names = app.sidebar.selectbox(key="w_dataset").options
-    for sample in ("breast_cancer", "wine", "diabetes", "tips", "gapminder", "digits"):
+    for sample in ("breast_cancer", "wine", "diabetes", "tips", "gapminder", "digits", "noise"):
         assert sample in names
 
 
@@ -220,3 +221,58 @@ def test_a_link_to_a_row_opens_its_detail(app):
     assert at.segmented_control(key="data_view").value == "Rows"
     assert "Row 5" in [h.value for h in at.subheader]
     assert not at.warning  # no "widget created with a default value but also set via Session State"
+
+
+# -- the Train page ------------------------------------------------------------------------------------------
+def open_train(at, dataset, target):
+    at.switch_page("pages/train.py").run()
+    choose_dataset(at, dataset)
+    at.sidebar.selectbox(key="w_target").select(target).run()
+    no_errors(at)
+    return at
+
+
+def train_on_page(at, model, timeout=180, **numbers):
+    at.segmented_control(key="train_model").set_value(model)
+    for key, value in numbers.items():
+        at.number_input(key=f"train_{key}").set_value(value)
+    next(b for b in at.button if b.label == "Train").click().run()
+    no_errors(at)
+    store = Store(load_settings().store_url)
+    run_id = at.session_state["train_run"]
+    deadline = time.monotonic() + timeout
+    while store.get_run(run_id).active:  # the page polls; the job runs in its own process
+        assert time.monotonic() < deadline, "training did not finish"
+        time.sleep(0.5)
+        at.run()
+        no_errors(at)
+    at.run()
+    no_errors(at)
+    return store.get_run(run_id)
+
+
+def test_train_page_end_to_end(app):
+    at = open_train(app, "wine", "cultivar")
+    assert any("124 train · 27 validation · 27 test" in m.value for m in at.markdown)
+    prior = train_on_page(at, "prior")
+    assert prior.status == "finished" and prior.author == "anonymous"
+    mlp = train_on_page(at, "mlp", epochs=300)
+    assert mlp.status == "finished", mlp.reason
+    verdicts = [m.value for m in at.markdown if "**" in m.value and ("pass" in m.value or "FAIL" in m.value)]
+    assert len(verdicts) == 5 and all(v.startswith("✅") for v in verdicts), verdicts
+    # the leaderboard has both runs; the views of the shown run are there
+    board = at.dataframe(key="train_board").value
+    assert set(board["model"]) == {"prior", "mlp"} and board["model"].iloc[0] == "mlp"
+    assert any("whole split" in m.value for m in at.markdown)
+    assert at.query_params["run"] == mlp.id
+    labels = [t.label for t in at.tabs]
+    assert "The batch the net sees" in labels and "Top-loss examples" in labels
+
+
+def test_train_page_refuses_a_hopeless_target_in_one_line(app):
+    # regression on a text column is refused before any run is registered
+    at = open_train(app, "tips", "day")
+    task_box = next(s for s in at.selectbox if s.label == "Task")
+    task_box.select("regression").run()
+    assert [e.value for e in at.error] == ["target 'day' is not numeric, so it cannot be a regression target"]
+    assert not at.exception

@@ -120,3 +120,76 @@ def test_processes_opening_a_fresh_store_at_once(store_url):
     for p in procs:
         p.join(120)
         assert p.exitcode == 0
+
+
+# -- splits, runs, metrics, artifacts ---------------------------------------------------------------------
+def a_run(**kw):
+    from recipe_core.store import RunRecord, new_id
+
+    return RunRecord(id=kw.pop("id", new_id()), name="mlp-1", model="mlp", config={"lr": 3e-4, "exclude": None},
+                     dataset_id="d1", target="y", **kw)
+
+
+def test_run_round_trip_and_guarded_updates(store_url):
+    s = Store(store_url)
+    run = s.add_run(a_run(seed=3))
+    assert s.get_run(run.id) == run and s.get_run(run.id[:6]) == run
+    assert s.update_run(run.id, only_if_active=True, status="finished", metrics={"val_loss": 0.25},
+                        checks={"capacity": {"ok": True}})
+    # a run that ended stays ended: a late cancel or a late "failed" from a watcher changes nothing
+    assert not s.update_run(run.id, only_if_active=True, status="failed", reason="late")
+    assert not s.request_cancel(run.id)
+    got = s.get_run(run.id)
+    assert got.status == "finished" and got.metrics == {"val_loss": 0.25} and got.checks["capacity"]["ok"] is True
+    assert [r.id for r in s.list_runs("d1", "y")] == [run.id] and s.list_runs("d2") == []
+    with pytest.raises(NotFound):
+        s.get_run("nope-nope")
+
+
+def test_metrics_keep_every_point_and_nan_becomes_null(store_url):
+    s = Store(store_url)
+    run = s.add_run(a_run())
+    s.log_metrics(run.id, [("train_loss", i, 1.0 / (i + 1), i / 10, 1000.0 + i) for i in range(5000)])
+    s.log_metrics(run.id, [("val_loss", 0, float("nan"), None, 1.0)])
+    points = s.metric_history([run.id], ["train_loss"])
+    assert len(points) == 5000 and [p[2] for p in points] == list(range(5000))
+    assert s.metric_history([run.id], ["val_loss"])[0][3] is None
+    assert s.get_run(run.id).heartbeat is not None
+
+
+def test_artifacts_are_replaced_not_duplicated(store_url):
+    s = Store(store_url)
+    run = s.add_run(a_run())
+    s.put_json(run.id, "batch", {"rows": [1, 2]})
+    s.put_json(run.id, "batch", {"rows": [3], "x": float("inf")})
+    assert s.get_json(run.id, "batch") == {"rows": [3], "x": None}
+    assert s.get_artifact(run.id, "missing") is None
+
+
+def test_the_split_of_a_target_is_stored_once(store_url):
+    from recipe_core.store import SplitRecord
+
+    s = Store(store_url)
+    first = s.add_split(SplitRecord("s1", "d1", "y", 0, (0.7, 0.15, 0.15), True, {"train": 7}, b"\x00\x01"))
+    racing = s.add_split(SplitRecord("s2", "d1", "y", 1, (0.5, 0.25, 0.25), False, {"train": 5}, b"\x02"))
+    assert racing == first == s.get_split("d1", "y")
+
+
+def _log_points(url, run_id, key, n):
+    s = Store(url)
+    for start in range(0, n, 500):
+        s.log_metrics(run_id, [(key, i, float(i), None, 0.0) for i in range(start, min(n, start + 500))])
+
+
+def test_two_processes_logging_at_once_lose_nothing(store_url):
+    s = Store(store_url)
+    run = s.add_run(a_run())
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_log_points, args=(store_url, run.id, key, 5000)) for key in ("a", "b")]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    for key in ("a", "b"):
+        assert [p[2] for p in s.metric_history([run.id], [key])] == list(range(5000))

@@ -1,0 +1,162 @@
+"""The recipe's sanity checks. Each returns a verdict with its numbers: {"ok": True/False/None, "message", ...}.
+
+ok is None when a check does not apply (the prior baseline has no inputs, trees have no loss at init).
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from recipe_core.train import loss_fn, mean_loss, predict
+
+LOSS_AT_INIT_TOL = 0.02  # relative: the measured step-0 loss must be within 2% of the formula
+OVERFIT_N = 8  # examples in the batch to overfit
+OVERFIT_MAX_STEPS = 3000
+OVERFIT_CLASS_LOSS = 0.05  # "near zero" for cross-entropy: every example right, with confidence
+OVERFIT_REG_FRACTION = 0.01  # "near zero" for squared error: under 1% of the batch's variance
+INPUT_MARGIN = 0.02  # the real model's validation loss must be at least 2% under its zero-input twin's
+CAPACITY_TOL = 0.02  # a wider net may end at most 2% above the narrower one (noise), not more
+CAPACITY_STEPS = 300
+CAPACITY_ROWS = 512
+
+
+def skipped(why: str) -> dict:
+    return {"ok": None, "message": why}
+
+
+def expected_loss_at_init(task: str, y_train: np.ndarray, n_classes: int, bias_init: bool) -> float:
+    """The formula: entropy of the class prior (prior-bias init) or ln C (uniform logits); for regression the
+    target's variance around its mean (mean-bias init) or its mean square (zero output)."""
+    if task == "classification":
+        if not bias_init:
+            return math.log(n_classes)
+        prior = np.bincount(y_train.astype(int), minlength=n_classes) / len(y_train)
+        prior = prior[prior > 0]
+        return float(-(prior * np.log(prior)).sum())
+    y = y_train.astype(float)
+    return float(np.var(y)) if bias_init else float(np.mean(y ** 2))
+
+
+def loss_at_init(expected: float, measured: float, bias_init: bool, tol: float = LOSS_AT_INIT_TOL) -> dict:
+    ok = abs(measured - expected) <= tol * abs(expected) + 1e-6
+    how = "with the last-layer bias initialized" if bias_init else "without bias init"
+    message = (f"step-0 loss {measured:.4g} matches the formula {expected:.4g} ({how})" if ok else
+               f"step-0 loss {measured:.4g} is far from the formula {expected:.4g} ({how}): check the last layer's init")
+    return {"ok": bool(ok), "message": message, "expected": expected, "measured": measured, "tolerance": tol}
+
+
+def overfit_one_batch(model: nn.Module, X: torch.Tensor, y: torch.Tensor, task: str, lr: float,
+                      max_steps: int = OVERFIT_MAX_STEPS) -> dict:
+    """Train a fresh model on a few examples, full batch, until the loss is near zero (or give up)."""
+    fn = loss_fn(task)
+    if task == "classification":
+        threshold = OVERFIT_CLASS_LOSS
+    else:
+        threshold = OVERFIT_REG_FRACTION * max(float(y.var(unbiased=False)), 1e-12)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr, fused=True)
+    model.train()
+    curve, loss, step = [], math.inf, 0
+    for step in range(1, max_steps + 1):
+        out = fn(model(X), y)
+        optimizer.zero_grad(set_to_none=True)
+        out.backward()
+        optimizer.step()
+        loss = float(out.detach())
+        if step == 1 or step % 25 == 0:
+            curve.append([step, loss])
+        if loss <= threshold:
+            break
+    final = mean_loss(model, X, y, task)
+    curve.append([step, final])
+    pred = predict(model, X, task)
+    labels = y.numpy().tolist()
+    shown = pred.argmax(axis=1).tolist() if task == "classification" else pred.tolist()
+    ok = final <= threshold
+    message = (f"{len(X)} examples trained to loss {final:.3g} in {step} steps" if ok else
+               f"{len(X)} examples still at loss {final:.3g} after {step} steps (near zero is {threshold:.3g}): "
+               "the model cannot fit even one batch; look for a bug, a zero learning rate or too little capacity")
+    return {"ok": bool(ok), "message": message, "n": len(X), "steps": step, "final_loss": final,
+            "threshold": threshold, "labels": labels, "predictions": shown, "curve": curve}
+
+
+def input_independent(real_val_loss: float, twin_val_loss: float, real_train_loss: float | None = None,
+                      twin_train_loss: float | None = None, margin: float = INPUT_MARGIN) -> dict:
+    """The real model must beat its twin trained on zeroed inputs by a margin, on the validation split."""
+    ok = real_val_loss <= twin_val_loss * (1 - margin)
+    gain = 1 - real_val_loss / twin_val_loss if twin_val_loss > 0 else math.nan
+    if ok:
+        message = f"validation loss {real_val_loss:.4g} vs {twin_val_loss:.4g} with zeroed inputs ({gain:.1%} better)"
+    else:
+        message = (f"the model does not use its input: validation loss {real_val_loss:.4g} vs {twin_val_loss:.4g} "
+                   f"with zeroed inputs (needs {margin:.0%} better)")
+        if real_train_loss is not None and twin_train_loss is not None and real_train_loss < 0.9 * twin_train_loss:
+            message += (f"; its training loss is lower ({real_train_loss:.4g} vs {twin_train_loss:.4g}), so what it "
+                        "learned from the input does not generalize: it overfits, or the input holds no signal")
+    return {"ok": bool(ok), "message": message, "real_val_loss": real_val_loss, "twin_val_loss": twin_val_loss,
+            "real_train_loss": real_train_loss, "twin_train_loss": twin_train_loss, "margin": margin}
+
+
+def batch_independence(model: nn.Module, X: torch.Tensor) -> dict:
+    """Backprop from one example's output: the gradient must reach that example's input and no other."""
+    was_training = model.training
+    model.train()  # in train mode, where batch-mixing layers (batch norm, a wrong view/transpose) do mix
+    try:
+        for i in range(len(X)):
+            x = X.clone().requires_grad_(True)
+            model(x)[i].sum().backward()
+            reach = x.grad.abs().sum(dim=1)
+            if reach[i] > 0:
+                break
+        else:
+            return {"ok": False, "message": "no example's output has any gradient to its input", "example": None}
+    finally:
+        model.train(was_training)
+    others = torch.cat([reach[:i], reach[i + 1:]])
+    leaked = int((others > 0).sum())
+    ok = leaked == 0
+    message = (f"the gradient of example {i}'s output reaches only input {i} (of {len(X)})" if ok else
+               f"the gradient of example {i}'s output reaches {leaked} other examples of the batch: "
+               "something mixes information across the batch")
+    return {"ok": ok, "message": message, "example": i, "batch": len(X), "other_inputs_reached": leaked,
+            "max_other_gradient": float(others.max()) if len(others) else 0.0, "own_gradient": float(reach[i])}
+
+
+def capacity(make_model: Callable[[int], nn.Module], X: torch.Tensor, y: torch.Tensor, task: str, lr: float,
+             widths: list[int], steps: int = CAPACITY_STEPS, tol: float = CAPACITY_TOL) -> dict:
+    """Train each width on the same rows for the same steps: training loss must not rise as capacity grows."""
+    fn = loss_fn(task)
+    losses = []
+    for width in widths:
+        model = make_model(width)
+        optimizer = torch.optim.Adam(model.parameters(), lr=lr, fused=True)
+        model.train()
+        for _ in range(steps):
+            loss = fn(model(X), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        losses.append(mean_loss(model, X, y, task))
+    rises = [i for i in range(1, len(losses)) if losses[i] > losses[i - 1] * (1 + tol) + 1e-9]
+    ok = not rises
+    ladder = ", ".join(f"{w}: {l:.4g}" for w, l in zip(widths, losses))
+    message = (f"training loss falls (or holds) as width grows ({ladder})" if ok else
+               f"training loss rises with capacity at width {widths[rises[0]]} ({ladder}): "
+               "a bigger model should fit the training data at least as well")
+    return {"ok": ok, "message": message, "widths": list(widths), "train_losses": losses, "steps": steps,
+            "rows": len(X)}
+
+
+def reproducibility(metrics: dict, earlier: dict | None, earlier_id: str | None = None) -> dict:
+    """Same data, split, config, seed and code: the metrics must be identical to an earlier run's."""
+    if earlier is None:
+        return {"ok": None, "message": "no earlier run with this data, config, seed and code; run it again to check"}
+    differ = {k: [earlier.get(k), v] for k, v in metrics.items() if earlier.get(k) != v}
+    ok = not differ
+    message = (f"identical metrics to run {earlier_id} (same seed and config)" if ok else
+               f"metrics differ from run {earlier_id} with the same seed and config: "
+               + ", ".join(f"{k} {a} vs {b}" for k, (a, b) in list(differ.items())[:3]))
+    return {"ok": ok, "message": message, "earlier_run": earlier_id, "differences": differ}

@@ -1,0 +1,124 @@
+"""Training jobs as separate processes: start, cancel, and notice the ones that died.
+
+The web server never trains: it starts `python -m recipe_core.jobs RUN_ID` and polls the store. A crash, an
+out-of-memory kill or a cancel ends that process only, and the run is marked failed or cancelled with why.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from recipe_core import runs
+from recipe_core.config import Settings, load_settings
+from recipe_core.errors import Cancelled, RecipeError
+from recipe_core.store import RunRecord, Store, now_iso
+
+CANCEL_GRACE_S = 5.0  # after a cancel request, the job has this long to stop by itself before it is terminated
+LOST_AFTER_S = 120.0  # a running job silent for this long, whose process is gone, is marked failed
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def start(settings: Settings, store: Store, run_id: str) -> subprocess.Popen:
+    """Start the run's process; a watcher thread marks the run failed if the process dies without a verdict."""
+    env = dict(os.environ, RECIPE_HOME=str(settings.home), RECIPE_STORE_URL=settings.store_url,
+               PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    log = open(settings.home / "jobs.log", "ab")  # the job's own stderr, for a developer; never shown raw
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "recipe_core.jobs", run_id], env=env, cwd=str(ROOT),
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+    finally:
+        log.close()
+    store.update_run(run_id, only_if_active=True, pid=proc.pid, host=socket.gethostname())
+    threading.Thread(target=_watch, args=(store, run_id, proc), daemon=True, name=f"job-{run_id}").start()
+    return proc
+
+
+def _watch(store: Store, run_id: str, proc: subprocess.Popen) -> None:
+    code = proc.wait()
+    if code == 0:
+        return
+    what = f"signal {-code}" if code < 0 else f"exit code {code}"
+    if code == -signal.SIGKILL:
+        what += " (killed; out of memory?)"
+    store.update_run(run_id, only_if_active=True, status="failed", reason=f"the training process died ({what})",
+                     finished_at=now_iso())
+
+
+def cancel(store: Store, run_id: str) -> bool:
+    """Ask the run to stop (it checks about once a second); terminate its process if it has not stopped soon."""
+    run = store.get_run(run_id)
+    if not run.active:
+        return False
+    if run.status == "queued" and run.pid is None:
+        return store.update_run(run_id, only_if_active=True, status="cancelled", reason="cancelled before it started",
+                                finished_at=now_iso())
+    store.request_cancel(run_id)
+    if run.pid and run.host == socket.gethostname():
+        threading.Thread(target=_terminate_later, args=(store, run_id, run.pid), daemon=True).start()
+    return True
+
+
+def _terminate_later(store: Store, run_id: str, pid: int) -> None:
+    deadline = time.monotonic() + CANCEL_GRACE_S
+    while time.monotonic() < deadline:
+        if not store.get_run(run_id).active:
+            return
+        time.sleep(0.2)
+    try:
+        os.kill(pid, signal.SIGTERM)  # the job turns it into Cancelled (see main) and records it
+    except ProcessLookupError:
+        pass
+
+
+def reap_lost(store: Store, runs_: list[RunRecord]) -> list[str]:
+    """Mark runs whose job vanished (the server restarted, the machine rebooted) as failed; returns their ids."""
+    lost = []
+    now = time.time()
+    for run in runs_:
+        if run.status != "running" or run.heartbeat is None or now - run.heartbeat < LOST_AFTER_S:
+            continue
+        if run.host == socket.gethostname() and run.pid and _alive(run.pid):
+            continue
+        if store.update_run(run.id, only_if_active=True, status="failed", finished_at=now_iso(),
+                            reason=f"the training process stopped reporting for over {LOST_AFTER_S:.0f} s"):
+            lost.append(run.id)
+    return lost
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _on_sigterm(signum, frame):
+    raise Cancelled("cancelled: the process was asked to stop")
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print("usage: python -m recipe_core.jobs RUN_ID", file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        settings = load_settings()
+        store = Store(settings.store_url)
+        run = runs.execute(settings, store, argv[0])
+    except RecipeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0 if run.status in ("finished", "cancelled", "failed") else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
