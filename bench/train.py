@@ -19,6 +19,7 @@ the machine does not favour one side. The ratio is the variant's throughput over
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -142,7 +143,7 @@ def main() -> None:
     steps = args.epochs * -(-args.rows // args.batch)
     log(f"torch {torch.__version__}, {torch.get_num_threads()} threads; MLP width {config.width} depth "
         f"{config.depth}, Adam lr {config.lr:g}; batch {args.batch}, {args.epochs} epoch(s) = {steps:,} steps; "
-        f"median of {args.repeats} repeats")
+        f"median of {args.repeats} repeats; load average {os.getloadavg()[0]:.2f}")
 
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(f"sqlite:///{tmp}/recipe.db")
@@ -167,13 +168,16 @@ def main() -> None:
                 results[name] = (last_loss, model, note)
         store.engine.dispose()
 
-    log(f"\n{'loop':12s} {'seconds':>8s} {'samples/s':>11s} {'ratio':>6s}   (ratio: throughput / plain's, same repeat)")
+    # Another process on the 2 cores slows a 2-thread loop many times over: the load and each repeat are shown
+    # so that a disturbed run is seen as one.
+    log(f"\nload average after: {os.getloadavg()[0]:.2f}; ratio: throughput over plain's in the same repeat")
+    log(f"{'loop':12s} {'seconds':>8s} {'samples/s':>11s} {'ratio':>6s}   repeats (s)")
     for name, secs in seconds.items():
         ratio = statistics.median(p / s for p, s in zip(seconds["plain"], secs))
         med = statistics.median(secs)
         note = results[name][2]
-        log(f"{name:12s} {med:8.2f} {args.epochs * args.rows / med:11,.0f} {ratio:6.3f}"
-            + (f"   {note}" if note else ""))
+        log(f"{name:12s} {med:8.2f} {args.epochs * args.rows / med:11,.0f} {ratio:6.3f}   "
+            + " ".join(f"{s:.2f}" for s in secs) + (f"   {note}" if note else ""))
     app_ratio = statistics.median(p / s for p, s in zip(seconds["plain"], seconds["app"]))
     log(f"app within 5% of plain: {'yes' if app_ratio >= 0.95 else 'NO'} (ratio {app_ratio:.3f}, target >= 0.95)")
 

@@ -23,17 +23,16 @@ POLL_S = 1.0
 
 # -- the skeleton every run shares: task, split, features ---------------------------------------------
 TASKS = {"auto": None, "classification": "classification", "regression": "regression"}
-task_choice = st.session_state.get(f"task:{record.id}:{target}", "auto")
+left, right = st.columns([2, 3])
+with left:  # the task first: a wrong override must stay fixable after its error
+    task_choice = st.selectbox("Task", list(TASKS), key=f"task:{record.id}:{target}",
+                               format_func=lambda t: f"auto ({ui.task(sel)})" if t == "auto" else t)
 try:
     task, split, summary = ui.split_overview(sel, TASKS[task_choice])
 except RecipeError as e:
     ui.show_error(e)
     st.stop()
-
-left, right = st.columns([2, 3])
 with left:
-    st.selectbox("Task", list(TASKS), key=f"task:{record.id}:{target}",
-                 format_func=lambda t: f"auto ({ui.task(sel)})" if t == "auto" else t)
     counts = split.counts
     st.markdown(f"**Split** (seed {split.record.seed}, {'stratified' if split.record.stratified else 'shuffled'}, "
                 f"persisted: every run and the human baseline use it): "
@@ -139,7 +138,8 @@ def live(run_id: str) -> None:
 
 
 st.toggle("Log-scale loss axis", key="train_log_y")
-(st.fragment(run_every=POLL_S)(live) if run.active else live)(run.id)
+# Always a fragment (so its elements are replaced, not duplicated, when the run ends); it polls only while active.
+st.fragment(run_every=POLL_S if run.active else None)(live)(run.id)
 if run.status != "finished":
     st.stop()
 

@@ -16,6 +16,9 @@ class Settings:
     query_timeout_s: float = 20.0  # a user query running longer is interrupted
     duckdb_memory_limit: str = "256MB"  # per DuckDB database; keeps browsing 10M rows well under 500 MB
     duckdb_threads: int = 2  # the machines have 2 cores
+    # RECIPE_TRAIN_THREADS: per training job. One by default: a small net's step gains nothing from a second thread,
+    # and two jobs (or a job and the server) spinning OpenMP threads on 2 cores slow each other down many times over.
+    train_threads: int = 1
 
     @property
     def snapshots_dir(self) -> Path:
@@ -33,7 +36,11 @@ def load_settings(env: os._Environ | dict | None = None) -> Settings:
         raise BadInput(f"RECIPE_MAX_UPLOAD_MB must be a number of megabytes, not {raw_mb!r}") from None
     if max_mb <= 0:
         raise BadInput(f"RECIPE_MAX_UPLOAD_MB must be positive, not {raw_mb!r}")
-    return Settings(home=home, store_url=store_url, max_upload_bytes=int(max_mb * 1024 * 1024))
+    raw_threads = env.get("RECIPE_TRAIN_THREADS") or "1"
+    if not raw_threads.isdigit() or not 1 <= int(raw_threads) <= 256:
+        raise BadInput(f"RECIPE_TRAIN_THREADS must be a whole number from 1 to 256, not {raw_threads!r}")
+    return Settings(home=home, store_url=store_url, max_upload_bytes=int(max_mb * 1024 * 1024),
+                    train_threads=int(raw_threads))
 
 
 MODELS = ("prior", "linear", "gbm", "mlp")

@@ -23,3 +23,6 @@ class QueryFailed(RecipeError):
 
 class Cancelled(RecipeError):
     """A run stopped on request."""
+
+
+CANCELLED = "cancelled on request"

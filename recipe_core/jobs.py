@@ -16,7 +16,7 @@ from pathlib import Path
 
 from recipe_core import runs
 from recipe_core.config import Settings, load_settings
-from recipe_core.errors import Cancelled, RecipeError
+from recipe_core.errors import CANCELLED, Cancelled, RecipeError
 from recipe_core.store import RunRecord, Store, now_iso
 
 CANCEL_GRACE_S = 5.0  # after a cancel request, the job has this long to stop by itself before it is terminated
@@ -42,6 +42,9 @@ def start(settings: Settings, store: Store, run_id: str) -> subprocess.Popen:
 def _watch(store: Store, run_id: str, proc: subprocess.Popen) -> None:
     code = proc.wait()
     if code == 0:
+        return
+    if store.get_run(run_id).cancel_requested:  # terminated by cancel() before it could record that itself
+        store.update_run(run_id, only_if_active=True, status="cancelled", reason=CANCELLED, finished_at=now_iso())
         return
     what = f"signal {-code}" if code < 0 else f"exit code {code}"
     if code == -signal.SIGKILL:
@@ -102,7 +105,7 @@ def _alive(pid: int) -> bool:
 
 
 def _on_sigterm(signum, frame):
-    raise Cancelled("cancelled: the process was asked to stop")
+    raise Cancelled(CANCELLED)
 
 
 def main(argv: list[str]) -> int:

@@ -19,10 +19,11 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 import torch
+from threadpoolctl import threadpool_limits
 
 from recipe_core import checks, evaluation, features, models, profiles, queries, splits
 from recipe_core.config import MODELS, TASKS, Settings, TrainConfig
-from recipe_core.errors import BadInput, Cancelled, RecipeError
+from recipe_core.errors import CANCELLED, BadInput, Cancelled, RecipeError
 from recipe_core.store import DatasetRecord, RunRecord, Store, new_id, now_iso
 from recipe_core.train import grow_boosting, mean_loss, predict, target_tensor, train_mlp
 
@@ -178,6 +179,10 @@ class Recorder:
     def log(self, step: int, epoch: float | None = None, **values: float) -> None:
         now = time.time()
         self.points += [(self.prefix + key, step, value, epoch, now) for key, value in values.items()]
+        self.tick()
+
+    def tick(self) -> None:
+        """Write if a second has passed: call it often (it is cheap) so a cancel is seen soon."""
         if time.monotonic() - self.last_flush >= FLUSH_SECONDS:
             self.flush()
 
@@ -187,7 +192,7 @@ class Recorder:
         self.last_flush = time.monotonic()
         self.store.update_run(self.run_id, progress=round(self.progress, 4), heartbeat=time.time())
         if self.store.get_run(self.run_id).cancel_requested or (self.should_stop and self.should_stop()):
-            raise Cancelled("cancelled on request")
+            raise Cancelled(CANCELLED)
 
     def twin(self) -> "Recorder":
         """A recorder for the zero-input twin: its curves are kept too, as twin_train_loss and twin_val_loss."""
@@ -257,9 +262,13 @@ def _fit_mlp(config: TrainConfig, data: Data, X: np.ndarray, X_val: np.ndarray, 
 
     def on_step(info) -> None:
         window.append(info.loss)
-        if info.step % every == 0 and rec is not None:
+        if rec is None:
+            return
+        if info.step % every == 0:
             rec.log(info.step, info.epoch + 1, train_loss=float(torch.stack(window).mean()))
             window.clear()
+        elif info.step % 64 == 0:
+            rec.tick()
 
     def on_epoch(epoch: int, step: int) -> None:
         if epoch in snapshot_epochs:
@@ -486,8 +495,15 @@ def _end(store: Store, rec: Recorder, run_id: str, status: str, reason: str) -> 
 
 
 def _execute(settings: Settings, store: Store, run: RunRecord, rec: Recorder) -> None:
+    if store.get_run(run.id).cancel_requested:  # cancelled while its process was starting
+        raise Cancelled(CANCELLED)
     config = validate(config_from(run.config))
-    torch.set_num_threads(settings.duckdb_threads)
+    torch.set_num_threads(settings.train_threads)
+    with threadpool_limits(settings.train_threads):  # OpenMP and BLAS threads of scikit-learn and numpy
+        _train_and_check(settings, store, run, rec, config)
+
+
+def _train_and_check(settings: Settings, store: Store, run: RunRecord, rec: Recorder, config: TrainConfig) -> None:
     record = store.get_dataset(run.dataset_id)
     # -- data
     data = prepare(settings, store, record, run.target, config)

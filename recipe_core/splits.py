@@ -118,4 +118,5 @@ def summary(split: Split, y: pd.Series, task: str) -> pd.DataFrame:
         values = pd.Series(pd.to_numeric(y, errors="coerce").to_numpy()[keep], name="target")
         table = values.groupby(parts[keep]).describe()[["mean", "std", "min", "max"]]
     table.insert(0, "rows", pd.Series(split.counts))
-    return table.reindex([n for n in NAMES.values() if n in table.index])
+    table = table.reindex([n for n in NAMES.values() if n in table.index])
+    return table.rename_axis(index="part", columns=None)

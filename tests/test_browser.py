@@ -97,3 +97,23 @@ def test_upload_a_csv_and_see_its_row_count(server, page, tmp_path):
     page.get_by_text("Added 'flowers': 1,234 rows, 2 columns.").wait_for()
     page.get_by_text("1,234 rows · 2 columns").first.wait_for()  # the sidebar now shows the new dataset
     page.screenshot(path=str(tmp_path / "after_upload.png"), full_page=True)
+
+
+def test_train_a_baseline_then_cancel_a_live_run(server, page):
+    url, home = server
+    page.goto(url)
+    page.get_by_text("Target column").first.wait_for()  # the samples are registered on the first visit
+    wine_id = Store(f"sqlite:///{home / 'recipe.db'}").get_dataset("wine").id
+    page.goto(f"{url}/train?dataset={wine_id}&target=cultivar")
+    page.get_by_text("124 train · 27 validation · 27 test").wait_for()
+    page.get_by_role("radio", name="linear", exact=True).click()
+    page.get_by_role("button", name="Train").click()
+    page.get_by_text("Validation metrics (27 examples, the whole split)").wait_for(timeout=120_000)
+    expect(page.get_by_text("✅ pass input_independent")).to_be_visible()
+    # A long MLP: the page shows live progress and curves while the job trains in its own process, and cancels it.
+    page.get_by_role("radio", name="mlp", exact=True).click()
+    page.get_by_label("Epochs (0: about 2,000 steps)").fill("100000")
+    page.get_by_role("button", name="Train").click()
+    page.get_by_role("button", name="Cancel").click(timeout=120_000)
+    page.get_by_text("Run cancelled: cancelled on request").wait_for(timeout=60_000)
+    assert "Traceback" not in page.content()
