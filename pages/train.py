@@ -40,7 +40,7 @@ with left:
     if counts["excluded"]:
         st.caption(f"{counts['excluded']:,} rows with a missing target are excluded.")
 with right:
-    st.dataframe(summary, width="stretch", height=150)
+    st.dataframe(summary, width="stretch")
 
 plan = ui.feature_plan(sel)
 id_like = plan.loc[plan["id_like"], "column"].tolist()

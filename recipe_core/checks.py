@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from recipe_core.train import loss_fn, mean_loss, predict
+from recipe_core.train import flush_denormals, loss_fn, mean_loss, predict
 
 LOSS_AT_INIT_TOL = 0.02  # relative: the measured step-0 loss must be within 2% of the formula
 OVERFIT_N = 8  # examples in the batch to overfit
@@ -52,6 +52,7 @@ def loss_at_init(expected: float, measured: float, bias_init: bool, tol: float =
 def overfit_one_batch(model: nn.Module, X: torch.Tensor, y: torch.Tensor, task: str, lr: float,
                       max_steps: int = OVERFIT_MAX_STEPS) -> dict:
     """Train a fresh model on a few examples, full batch, until the loss is near zero (or give up)."""
+    flush_denormals()
     fn = loss_fn(task)
     if task == "classification":
         threshold = OVERFIT_CLASS_LOSS
@@ -128,6 +129,7 @@ def batch_independence(model: nn.Module, X: torch.Tensor) -> dict:
 def capacity(make_model: Callable[[int], nn.Module], X: torch.Tensor, y: torch.Tensor, task: str, lr: float,
              widths: list[int], steps: int = CAPACITY_STEPS, tol: float = CAPACITY_TOL) -> dict:
     """Train each width on the same rows for the same steps: training loss must not rise as capacity grows."""
+    flush_denormals()
     fn = loss_fn(task)
     losses = []
     for width in widths:

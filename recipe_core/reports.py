@@ -6,7 +6,9 @@ import pandas as pd
 from recipe_core.evaluation import sig4
 from recipe_core.store import RunRecord
 
-VERDICT = {True: "✅ pass", False: "❌ FAIL", None: "➖ n/a"}
+# Streamlit markdown; material icons, not emoji, which a browser without an emoji font shows as boxes.
+VERDICT = {True: ":green[:material/check_circle: pass]", False: ":red[:material/cancel: FAIL]",
+           None: ":gray[:material/remove: n/a]"}
 CHECK_ORDER = ("loss_at_init", "input_independent", "overfit_one_batch", "batch_independence", "capacity",
                "reproducible")
 

@@ -375,9 +375,15 @@ def batch_view(config: TrainConfig, data: Data) -> dict:
         "n_features": len(names),
         "values": X[:, :keep].tolist(),
         "stats": features.batch_stats(X, names).to_dict("list"),
-        "decoded": {c: [None if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
-                        for v in decoded[c]] for c in decoded.columns},
+        "decoded": {c: [_cell(v) for v in decoded[c]] for c in decoded.columns},
     }
+
+
+def _cell(value) -> str | None:
+    """A decoded value as text; numbers to 6 significant digits (float32 round trips add noise further out)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return f"{value:.6g}" if isinstance(value, (float, np.floating)) else str(value)
 
 
 def top_losses(data: Data, pred: np.ndarray, k: int = TOP_LOSSES) -> list[dict]:

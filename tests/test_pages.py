@@ -259,7 +259,7 @@ def test_train_page_end_to_end(app):
     mlp = train_on_page(at, "mlp", epochs=300)
     assert mlp.status == "finished", mlp.reason
     verdicts = [m.value for m in at.markdown if "**" in m.value and ("pass" in m.value or "FAIL" in m.value)]
-    assert len(verdicts) == 5 and all(v.startswith("✅") for v in verdicts), verdicts
+    assert len(verdicts) == 5 and all(v.startswith(":green[") for v in verdicts), verdicts
     # the leaderboard has both runs; the views of the shown run are there
     board = at.dataframe(key="train_board").value
     assert set(board["model"]) == {"prior", "mlp"} and board["model"].iloc[0] == "mlp"
