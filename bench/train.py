@@ -87,7 +87,7 @@ def app_loop(config: TrainConfig, X, y, store: Store):
     seconds = time.perf_counter() - start
     flushed = len(store.metric_history([run_id]))
     rec.flush()
-    return seconds, float(last[0]), model, f"{flushed} points flushed during the loop, {every=}"
+    return seconds, float(last[0]), model, f"Recorder: {flushed} points written during the loop (one per {every} steps)"
 
 
 def plain_loop(config: TrainConfig, X, y, fused: bool = True):
@@ -144,6 +144,7 @@ def main() -> None:
     log(f"torch {torch.__version__}, {torch.get_num_threads()} threads; MLP width {config.width} depth "
         f"{config.depth}, Adam lr {config.lr:g}; batch {args.batch}, {args.epochs} epoch(s) = {steps:,} steps; "
         f"median of {args.repeats} repeats; load average {os.getloadavg()[0]:.2f}")
+    busy = os.getloadavg()[0] > 1.0
 
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(f"sqlite:///{tmp}/recipe.db")
@@ -170,7 +171,9 @@ def main() -> None:
 
     # Another process on the 2 cores slows a 2-thread loop many times over: the load and each repeat are shown
     # so that a disturbed run is seen as one.
-    log(f"\nload average after: {os.getloadavg()[0]:.2f}; ratio: throughput over plain's in the same repeat")
+    load = os.getloadavg()[0]
+    log(f"\nload average after: {load:.2f} (this run alone adds up to 2); ratio: throughput over plain's in the "
+        f"same repeat" + ("\nWARNING: the machine was busy, the times are not reliable" if busy or load > 3 else ""))
     log(f"{'loop':12s} {'seconds':>8s} {'samples/s':>11s} {'ratio':>6s}   repeats (s)")
     for name, secs in seconds.items():
         ratio = statistics.median(p / s for p, s in zip(seconds["plain"], secs))
@@ -182,6 +185,8 @@ def main() -> None:
     log(f"app within 5% of plain: {'yes' if app_ratio >= 0.95 else 'NO'} (ratio {app_ratio:.3f}, target >= 0.95)")
 
     # Same init, same batch order, same fused Adam: app and plain should train exactly the same weights.
+    # plain-adam rounds differently; the DataLoader draws a base seed from the generator before its permutation,
+    # so it sees another batch order.
     log("\nfinal training loss (last batch / mean over all rows, after training):")
     for name, (last_loss, model, _) in results.items():
         log(f"  {name:12s} {last_loss:.6f} / {mean_loss(model, X, y, TASK):.6f}")

@@ -4,6 +4,8 @@ Training runs in its own process; this page starts it, polls the store and can c
 """
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 import pandas as pd
 import streamlit as st
 
@@ -72,9 +74,9 @@ with st.form("train_form", border=True):
     depth = c4.number_input("Depth", 1, 20, 2, key="train_depth")
     c1, c2, c3, c4 = st.columns(4)
     batch_size = c1.number_input("Batch size", 1, 65_536, 64, key="train_batch")
-    lr = c2.number_input("Learning rate (Adam)", 0.0, 10.0, 3e-4, format="%.5f", key="train_lr")
-    dropout = c3.number_input("Dropout", 0.0, 0.99, 0.0, key="train_dropout")
-    weight_decay = c4.number_input("Weight decay", 0.0, 10.0, 0.0, format="%.5f", key="train_wd")
+    lr = c2.number_input("Learning rate (Adam)", 0.0, 10.0, 3e-4, step=1e-4, format="%.5f", key="train_lr")
+    dropout = c3.number_input("Dropout", 0.0, 0.99, 0.0, step=0.05, key="train_dropout")
+    weight_decay = c4.number_input("Weight decay", 0.0, 10.0, 0.0, step=1e-4, format="%.5f", key="train_wd")
     bias_init = st.toggle("Initialize the last layer's bias (log class prior / target mean)", True,
                           key="train_bias_init", help="Off: watch the hockey-stick loss curve of a badly initialized net.")
     submitted = st.form_submit_button("Train", type="primary", icon=":material/play_arrow:")
@@ -98,11 +100,15 @@ else:
     st.plotly_chart(figures.leaderboard_figure(board[board["status"] == "finished"], refs), width="stretch")
     shown = [c for c in ["run", "model", "seed", "status", "checks", "val_loss", "val_accuracy", "val_balanced_accuracy",
                          "val_macro_f1", "val_mse", "val_mae", "val_r2", "author", "created"] if c in board]
-    picked = st.dataframe(board[shown], on_select="rerun", selection_mode="single-row", key="train_board",
-                          hide_index=True, width="stretch", column_config={
-                              c: st.column_config.NumberColumn(format="%.4g") for c in shown if c.startswith("val_")})
-    if picked.selection.rows:
-        st.session_state[RUN] = board["id"].iloc[picked.selection.rows[0]]
+    ids = board["id"].tolist()  # as shown now: the callback runs before the next render
+
+    def show_picked() -> None:  # only when the selection changes, so a run just started stays shown
+        rows = st.session_state["train_board"]["selection"]["rows"]
+        if rows:
+            st.session_state[RUN] = ids[rows[0]]
+
+    st.dataframe(board[shown], on_select=show_picked, selection_mode="single-row", key="train_board",
+                 hide_index=True, width="stretch", column_config={c: st.column_config.NumberColumn(format="%.4g") for c in shown if c.startswith("val_")})
 
 run_id = st.session_state.get(RUN) or st.query_params.get("run")
 if not run_id:
@@ -110,8 +116,9 @@ if not run_id:
 try:
     run = sel.store.get_run(run_id)
 except NotFound:
-    st.stop()
-if run.dataset_id != record.id or run.target != target:
+    run = None
+if run is None or run.dataset_id != record.id or run.target != target:  # a run of another dataset or target
+    st.query_params.pop("run", None)
     st.stop()
 st.query_params["run"] = run.id
 
@@ -190,7 +197,8 @@ with views[2]:
     top = ui.run_artifact(sel, run, "top_losses") or []
     if top:
         table = pd.DataFrame(top)
-        table["open"] = [f"data?dataset={record.id}&row={r}" for r in table["row"]]
+        # relative to this page's URL, so it also works when the app is served under a path prefix
+        table["open"] = [f"data?{urlencode({'dataset': record.id, 'target': target, 'row': r})}" for r in table["row"]]
         st.dataframe(table, hide_index=True, width="stretch", column_config={
             "open": st.column_config.LinkColumn("row in the Data page", display_text="open row"),
             "loss": st.column_config.NumberColumn(format="%.4g")})

@@ -88,7 +88,7 @@ class Data:
     split: splits.Split
     encoder: features.FeatureEncoder
     columns: list[str]  # the feature columns used
-    excluded: list[str]  # columns left out, and why in id_like
+    excluded: list[str]  # columns left out (by default the ID-like ones)
     id_like: list[str]
     rows_train: np.ndarray
     rows_val: np.ndarray
@@ -96,7 +96,6 @@ class Data:
     y_train: np.ndarray
     X_val: np.ndarray
     y_val: np.ndarray
-    frame_val: pd.DataFrame  # the validation rows' raw values (for the top-loss view)
 
     @property
     def n_classes(self) -> int:
@@ -138,6 +137,8 @@ def prepare(settings: Settings, store: Store, record: DatasetRecord, target: str
         if unknown:
             raise BadInput(f"cannot exclude {unknown[0]!r}: dataset {record.name!r} has no such column")
         columns = [c for c in record.column_names if c != target and c not in excluded]
+        if not columns:
+            raise BadInput("no feature columns are left: put back at least one column")
         frame = queries.columns_frame(db, columns + [target])
     finally:
         db.close()
@@ -160,8 +161,7 @@ def prepare(settings: Settings, store: Store, record: DatasetRecord, target: str
     return Data(task=task, classes=classes, split=split, encoder=encoder, columns=columns, excluded=excluded,
                 id_like=id_like, rows_train=rows_train, rows_val=rows_val,
                 X_train=encoder.transform(frame.iloc[rows_train]), y_train=y_all[rows_train],
-                X_val=encoder.transform(frame.iloc[rows_val]), y_val=y_all[rows_val],
-                frame_val=frame.iloc[rows_val])
+                X_val=encoder.transform(frame.iloc[rows_val]), y_val=y_all[rows_val])
 
 
 # -- logging: buffered points, progress, cancel --------------------------------------------------------

@@ -19,6 +19,7 @@ NAMES = {TRAIN: "train", VAL: "val", TEST: "test"}
 DEFAULT_FRACTIONS = (0.70, 0.15, 0.15)
 DEFAULT_SEED = 0
 MIN_ROWS = 10  # fewer usable rows cannot give a validation split worth a number
+MAX_CLASSES = 1000  # more distinct labels than this is an ID or a number, not a set of classes
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,9 @@ def check_target(y: pd.Series, task: str, target: str) -> None:
     if len(distinct) == 1:
         what = "only one class" if task == "classification" else "a constant value"
         raise BadInput(f"target {target!r} has {what} ({distinct[0]!r}): there is nothing to learn")
+    if task == "classification" and len(distinct) > MAX_CLASSES:
+        raise BadInput(f"target {target!r} has {len(distinct):,} classes (at most {MAX_CLASSES:,}); "
+                       "if it is a number, train it as regression")
 
 
 def assign(y: pd.Series, task: str, seed: int = DEFAULT_SEED,

@@ -160,6 +160,13 @@ def test_a_run_that_fails_says_why_in_one_line(settings, store, sample):
     assert run.status == "failed" and "no such column" in run.reason and "\n" not in run.reason
 
 
+def test_no_feature_left_fails_in_one_line(settings, store, sample):
+    wine = sample("wine")
+    every = tuple(c for c in wine.column_names if c != "cultivar")
+    run = train(settings, store, wine, "cultivar", model="linear", exclude=every)
+    assert run.status == "failed" and run.reason == "no feature columns are left: put back at least one column"
+
+
 def test_cancel_keeps_the_points_logged_before(settings, store, sample):
     wine = sample("wine")
     run = runs.create(store, wine, "cultivar", TrainConfig(model="mlp", epochs=5000, checks=False))

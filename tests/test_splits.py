@@ -57,6 +57,7 @@ def test_persisted_once_per_dataset_and_target(store):
     (pd.Series(["a"] * 50), "classification", "only one class"),
     (pd.Series([3.0] * 50), "regression", "constant value"),
     (pd.Series(["a", "b"] * 3), "classification", "at least 10"),
+    (pd.Series([f"id{i}" for i in range(1500)]), "classification", "1,500 classes"),
 ])
 def test_hopeless_targets_get_one_line(store, y, task, message):
     with pytest.raises(BadInput, match=message) as e:
