@@ -187,16 +187,34 @@ class Recorder:
             self.flush()
 
     def flush(self) -> None:
-        self.store.log_metrics(self.run_id, self.points)
+        cancel = self.store.log_metrics(self.run_id, self.points, progress=round(self.progress, 4))
         self.points = []
         self.last_flush = time.monotonic()
-        self.store.update_run(self.run_id, progress=round(self.progress, 4), heartbeat=time.time())
-        if self.store.get_run(self.run_id).cancel_requested or (self.should_stop and self.should_stop()):
+        if cancel or (self.should_stop and self.should_stop()):
             raise Cancelled(CANCELLED)
 
     def twin(self) -> "Recorder":
         """A recorder for the zero-input twin: its curves are kept too, as twin_train_loss and twin_val_loss."""
         return Recorder(self.store, self.run_id, self.should_stop, prefix="twin_")
+
+
+class LossLogger:
+    """The MLP loop's on_step hook: the mean batch loss every few steps (about LOG_POINTS points a run), and a
+    cheap tick in between so a cancel lands within a second. Kept lean: it runs on every optimizer step."""
+
+    def __init__(self, rec: Recorder, total_steps: int):
+        self.rec = rec
+        self.every = max(1, total_steps // LOG_POINTS)
+        self.total, self.count = 0.0, 0
+
+    def __call__(self, info) -> None:
+        self.total += info.loss.item()  # no device sync on CPU
+        self.count += 1
+        if info.step % self.every == 0:
+            self.rec.log(info.step, info.epoch + 1, train_loss=self.total / self.count)
+            self.total, self.count = 0.0, 0
+        elif info.step % 64 == 0:
+            self.rec.tick()
 
 
 # -- fitting each kind of model -------------------------------------------------------------------------
@@ -251,24 +269,13 @@ def _fit_mlp(config: TrainConfig, data: Data, X: np.ndarray, X_val: np.ndarray, 
     init_loss = mean_loss(model, Xt, yt, data.task)
     epochs = config.epochs_for(len(X))
     total_steps = epochs * max(1, -(-len(X) // config.batch_size))
-    every = max(1, total_steps // LOG_POINTS)
+    on_step = LossLogger(rec, total_steps) if rec is not None else None
     eval_epochs = set(np.linspace(0, epochs - 1, min(epochs, EVAL_POINTS)).round().astype(int).tolist())
     snapshot_epochs = set(np.linspace(0, epochs - 1, min(epochs, DYNAMICS_SNAPSHOTS)).round().astype(int).tolist())
     fixed = Xv[:DYNAMICS_ROWS]
     dynamics = [[0, predict(model, fixed, data.task)]]
-    window: list[torch.Tensor] = []
     if rec is not None:
         rec.log(0, 0.0, train_loss=init_loss, val_loss=mean_loss(model, Xv, yv, data.task))
-
-    def on_step(info) -> None:
-        window.append(info.loss)
-        if rec is None:
-            return
-        if info.step % every == 0:
-            rec.log(info.step, info.epoch + 1, train_loss=float(torch.stack(window).mean()))
-            window.clear()
-        elif info.step % 64 == 0:
-            rec.tick()
 
     def on_epoch(epoch: int, step: int) -> None:
         if epoch in snapshot_epochs:

@@ -339,15 +339,18 @@ class Store:
         return self.update_run(run_id, only_if_active=True, cancel_requested=True)
 
     # -- metrics and artifacts ------------------------------------------------------------------
-    def log_metrics(self, run_id: str, points: list[tuple]) -> None:
-        """Append points (key, step, value, epoch, wall_time) in one transaction: one round trip per batch."""
-        if not points:
-            return
+    def log_metrics(self, run_id: str, points: list[tuple], progress: float | None = None) -> bool:
+        """Append points (key, step, value, epoch, wall_time) and mark the run alive (with its progress), in one
+        transaction: one round trip per batch. Returns whether a cancel was requested, for the job to stop."""
         rows = [{"run_id": run_id, "key": k, "step": int(s), "value": _finite(v),
                  "epoch": None if e is None else float(e), "wall_time": float(w)} for k, s, v, e, w in points]
+        alive = {"heartbeat": time.time()} if progress is None else {"heartbeat": time.time(), "progress": progress}
+        t = runs_table
         with self.engine.begin() as conn:
-            conn.execute(metrics_table.insert(), rows)
-            conn.execute(runs_table.update().where(runs_table.c.id == run_id).values(heartbeat=time.time()))
+            if rows:
+                conn.execute(metrics_table.insert(), rows)
+            conn.execute(t.update().where(t.c.id == run_id).values(**alive))
+            return bool(conn.execute(sa.select(t.c.cancel_requested).where(t.c.id == run_id)).scalar())
 
     def metric_history(self, run_ids: list[str], keys: list[str] | None = None) -> list[tuple]:
         """Every stored point of these runs: (run_id, key, step, value, epoch, wall_time), ordered by step."""

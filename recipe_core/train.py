@@ -61,7 +61,7 @@ def mean_loss(model: nn.Module, X: torch.Tensor, y: torch.Tensor, task: str) -> 
 class StepInfo:
     step: int  # optimizer steps taken so far
     epoch: int  # 0-based epoch of this step
-    loss: torch.Tensor  # the batch's training loss (a tensor: reading it costs a sync only when wanted)
+    loss: torch.Tensor  # the batch's training loss, detached
 
 
 def train_mlp(model: nn.Module, X: torch.Tensor, y: torch.Tensor, task: str, *, epochs: int, batch_size: int,
