@@ -73,7 +73,7 @@ class TrainConfig:
     text_features: int = 256  # hashed bag-of-words size per text column
     checks: bool = True  # run the recipe's checks (they cost about one extra training run)
 
-    MIN_STEPS = 2000
+    MIN_STEPS = 2000  # not a field: with epochs=None, a run takes about this many optimizer steps
 
     def epochs_for(self, n_train: int) -> int:
         if self.epochs is not None:

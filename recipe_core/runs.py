@@ -102,10 +102,6 @@ class Data:
         return len(self.classes)
 
 
-def default_task(db: queries.DatasetDB, target: str) -> str:
-    return profiles.task_of(db, target)
-
-
 def id_like_columns(db: queries.DatasetDB) -> list[str]:
     return [w.column for w in profiles.profile(db).warnings if w.kind == "id_like"]
 
@@ -129,7 +125,7 @@ def prepare(settings: Settings, store: Store, record: DatasetRecord, target: str
     record.column(target)  # NotFound for a column that does not exist
     db = queries.DatasetDB(settings, record)
     try:
-        task = config.task or default_task(db, target)
+        task = config.task or profiles.task_of(db, target)
         treat = profiles.treatments(db)
         id_like = [c for c in id_like_columns(db) if c != target]
         excluded = list(id_like if config.exclude is None else config.exclude)
@@ -423,7 +419,7 @@ def _target(settings: Settings, record: DatasetRecord, target: str, task: str | 
     record.column(target)
     db = queries.DatasetDB(settings, record)
     try:
-        task = task or default_task(db, target)
+        task = task or profiles.task_of(db, target)
         y = queries.columns_frame(db, [target])[target]
     finally:
         db.close()
@@ -490,6 +486,9 @@ def execute(settings: Settings, store: Store, run_id: str, should_stop: Callable
         _execute(settings, store, run, rec)
     except Cancelled as e:
         _end(store, rec, run_id, "cancelled", str(e))
+    except KeyboardInterrupt:  # Ctrl-C in the CLI: record it, then let the caller stop
+        _end(store, rec, run_id, "cancelled", "interrupted")
+        raise
     except RecipeError as e:
         _end(store, rec, run_id, "failed", str(e))
     except MemoryError:

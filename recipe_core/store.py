@@ -18,8 +18,7 @@ import sqlalchemy as sa
 from recipe_core.errors import BadInput, NotFound, RecipeError
 
 KINDS = ("numeric", "categorical", "text", "boolean", "datetime")
-RUN_STATUSES = ("queued", "running", "finished", "failed", "cancelled")
-ACTIVE = ("queued", "running")
+ACTIVE = ("queued", "running")  # a run is queued, running, then finished, failed or cancelled
 
 
 @dataclass(frozen=True)
