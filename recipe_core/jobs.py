@@ -28,6 +28,7 @@ def start(settings: Settings, store: Store, run_id: str) -> subprocess.Popen:
     """Start the run's process; a watcher thread marks the run failed if the process dies without a verdict."""
     env = dict(os.environ, RECIPE_HOME=str(settings.home), RECIPE_STORE_URL=settings.store_url,
                PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    settings.home.mkdir(parents=True, exist_ok=True)
     log = open(settings.home / "jobs.log", "ab")  # the job's own stderr, for a developer; never shown raw
     try:
         proc = subprocess.Popen([sys.executable, "-m", "recipe_core.jobs", run_id], env=env, cwd=str(ROOT),
