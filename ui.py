@@ -11,7 +11,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from recipe_core import datasets, profiles, queries, runs
+from recipe_core import datasets, labels, profiles, queries, runs
 from recipe_core.config import Settings, load_settings
 from recipe_core.errors import RecipeError
 from recipe_core.store import DatasetRecord, Store
@@ -127,6 +127,16 @@ def split_overview(sel: Selection, task: str | None = None):
 
 def feature_plan(sel: Selection):
     return _feature_plan(_db_key(sel), sel.target, sel)
+
+
+@st.cache_data(show_spinner="Drawing the labelling sample…", max_entries=32)
+def _label_baseline(key: tuple, target: str, n: int, _sel: Selection):
+    return labels.baseline(_sel.settings, _sel.store, _sel.record, target, n)
+
+
+def label_baseline(sel: Selection, n: int = labels.DEFAULT_N):
+    """The fixed labelling sample of the selected dataset and target (the same for everyone)."""
+    return _label_baseline(_db_key(sel), sel.target, n, sel)
 
 
 @st.cache_data(show_spinner=False, max_entries=256)

@@ -1,8 +1,164 @@
-"""Label page (not built yet)."""
+"""Label page: hand-label a fixed sample of the validation split for a human baseline (recipe step 2).
+
+Keyboard first: number keys pick a class (and move on), Right goes on, Left goes back, S skips. A label counts
+once the store has it, and only then does the page say so.
+"""
+from __future__ import annotations
+
+import uuid
+from urllib.parse import urlencode
+
+import pandas as pd
 import streamlit as st
 
 import ui
+from recipe_core import figures, labels, queries, runs
+from recipe_core.errors import RecipeError
 
 sel = ui.sidebar()
 st.title("Label")
-st.info("Step 2 of the recipe: hand-label a fixed sample of the validation set for a human baseline, with notes on what you looked at and agreement between teammates. It is coming next; the Data page is ready now.")
+if sel.record is None or not sel.target:
+    st.info("Pick a dataset and the target column in the sidebar: you will label a fixed sample of its validation rows.")
+    st.stop()
+if not sel.author:
+    st.info("Type your name in the sidebar first: each person labels on their own, and the page keeps your place.")
+    st.stop()
+record, target, me = sel.record, sel.target, labels.annotator_name(sel.author)
+try:
+    base = ui.label_baseline(sel)
+except RecipeError as e:
+    ui.show_error(e)
+    st.stop()
+
+events = sel.store.label_events(record.id, target)
+mine = {item: e for (who, item), e in labels.latest(events).items() if who == me}
+done = sum(1 for i in base.items if i in mine)
+POS = f"label_pos:{record.id}:{target}:{me}"  # plain session key: where this person is in the sample
+if POS not in st.session_state:  # resume at the first item not yet labelled
+    st.session_state[POS] = next((k for k, i in enumerate(base.items) if i not in mine), 0)
+VISIT = st.session_state.setdefault("label_visit", uuid.uuid4().hex)  # client id: a resent click is one event
+
+
+def go(step: int) -> None:
+    st.session_state[POS] = min(max(st.session_state[POS] + step, 0), len(base.items) - 1)
+
+
+def save(item: int, label) -> None:
+    """Store the label (None: skip); say so only once the store has it, then move on."""
+    try:
+        labels.add(sel.store, base, me, item, label, note=st.session_state.get("label_note", ""),
+                   features=tuple(st.session_state.get("label_used", [])),
+                   event_id=f"{VISIT}:{item}:{st.session_state.get('label_clicks', 0)}")
+    except RecipeError as e:
+        st.session_state["label_error"] = str(e)
+        return
+    st.session_state["label_clicks"] = st.session_state.get("label_clicks", 0) + 1
+    st.session_state["label_saved"] = f"Stored: item {item} = {label if label is not None else 'skipped'}"
+    st.session_state["label_note"] = ""
+    go(1)
+
+
+st.progress(done / len(base.items), text=f"{done} / {len(base.items)} labelled by {me}")
+hidden = st.multiselect("Hide columns that leak the answer (the target is always hidden)",
+                        [c for c in record.column_names if c != target], key=f"label_hide:{record.id}:{target}")
+
+pos = st.session_state[POS]
+item = base.items[pos]
+if "label_saved" in st.session_state:
+    st.success(st.session_state.pop("label_saved"), icon=":material/check:")
+if "label_error" in st.session_state:
+    st.error(st.session_state.pop("label_error"), icon=":material/error:")
+
+# -- the item, as a person can judge it -----------------------------------------------------------------------
+st.subheader(f"Item {pos + 1} of {len(base.items)}  ·  row {item}")
+values = queries.row(ui.db(sel), item)
+shown = [c for c in record.column_names if c != target and c not in hidden]
+grid = labels.pixel_grid(shown)
+left, right = st.columns([1, 2])
+if grid is not None:
+    left.plotly_chart(figures.pixel_figure([[values[c] for c in row] for row in grid]), key=f"img:{item}")
+    shown = [c for c in shown if not any(c in row for row in grid)]
+profile_by_name = {p.name: p for p in ui.profile(sel).columns} if shown else {}
+text_columns = [c for c in shown if record.column(c).kind == "text"]
+for c in text_columns:
+    right.markdown(f"**{c}**")
+    right.text(str(values[c])[:5000])
+table = pd.DataFrame([{"column": c, "value": str(values[c]),
+                       "where it sits": labels.placed(values[c], getattr(profile_by_name.get(c), "quantiles", None))}
+                      for c in shown if c not in text_columns])
+if not table.empty:
+    (right if grid is None else left).dataframe(table, hide_index=True, width="stretch")
+if item in mine:
+    st.caption(f"Your label: {mine[item].label if mine[item].label is not None else 'skipped'}")
+
+# -- the answer -------------------------------------------------------------------------------------------
+st.text_input("Note (optional): what made you decide", key="label_note", max_chars=labels.MAX_NOTE_CHARS)
+st.multiselect("Features I used", [c for c in record.column_names if c != target], key="label_used")
+if base.task == "classification":
+    cols = st.columns(min(len(base.classes), 10))
+    for k, name in enumerate(base.classes):
+        cols[k % len(cols)].button(name, key=f"class:{k}", shortcut=str(k) if k < 10 else None,
+                                   on_click=save, args=(item, name), width="stretch")
+else:
+    def save_number(item: int) -> None:
+        number = st.session_state.get("label_value")
+        if number is None:
+            st.session_state["label_error"] = f"type a number for {target}"
+        else:
+            save(item, number)
+
+    with st.form("label_number", clear_on_submit=True, border=False):
+        st.number_input(f"{target} (Enter saves)", value=None, key="label_value")
+        st.form_submit_button("Save", on_click=save_number, args=(item,))
+nav = st.columns(3)
+nav[0].button("← Back", key="label_back", shortcut="Left", on_click=go, args=(-1,), width="stretch")
+nav[1].button("Skip (S)", key="label_skip", shortcut="S", on_click=save, args=(item, None), width="stretch")
+nav[2].button("Next →", key="label_next", shortcut="Right", on_click=go, args=(1,), width="stretch")
+
+# -- results: yours now, everyone's once you have finished ------------------------------------------------------
+st.divider()
+finished = done == len(base.items)
+summary = labels.summary(base, events)
+metric = "accuracy" if base.task == "classification" else "mae"
+you = next((a for a in summary["annotators"] if a["name"] == me), None)
+if you:
+    st.markdown(f"**Your {metric}: {you[metric]:.4g}** (95% interval {you['ci_low']:.3g} – {you['ci_high']:.3g}) "
+                f"on {you['n_labelled']} items")
+if not finished:
+    st.caption(f"Others' labels stay hidden until you finish ({done} / {len(base.items)}).")
+    st.stop()
+
+st.subheader("The human baseline")
+team = pd.DataFrame(summary["annotators"])
+st.dataframe(team, hide_index=True, width="stretch",
+             column_config={c: st.column_config.NumberColumn(format="%.4g") for c in (metric, "ci_low", "ci_high")})
+model_runs = [r for r in sel.store.list_runs(record.id, target) if r.status == "finished"]
+predictions = {}
+for r in model_runs:
+    stored = sel.store.get_artifact(r.id, "val_predictions")
+    if stored is not None:
+        predictions[r.id] = runs.load_predictions(stored)
+scores = labels.models_on_items(base, events, model_runs, predictions)
+st.plotly_chart(figures.human_vs_models_figure(scores, metric), width="stretch")
+st.dataframe(scores, hide_index=True, width="stretch")
+if summary["agreement"]:
+    st.markdown("**Agreement** (Cohen's kappa per pair" + (f"; Fleiss' kappa {summary['fleiss_kappa']:.3f} on "
+                f"{summary['fleiss_n_items']} items" if "fleiss_kappa" in summary else "") + ")")
+    st.dataframe(pd.DataFrame(summary["agreement"]), hide_index=True)
+    st.caption(f"Items where people disagree: {', '.join(map(str, summary['disagreements'])) or 'none'}")
+suspects = summary["suspect_labels"]
+st.markdown(f"**Suspect labels**: {len(suspects)} items where people agree with each other but not with the dataset")
+for s in suspects:
+    st.markdown(f"- [row {s}](data?{urlencode({'dataset': record.id, 'target': target, 'row': s})})")
+st.plotly_chart(figures.features_used_figure(labels.features_used(events)), width="stretch")
+with st.expander("Export and import labels"):
+    st.download_button("Download all labels (CSV)", data=lambda: labels.export_bytes(base, events, "csv"),
+                       file_name=f"{record.name}-{target}-labels.csv", mime="text/csv")
+    upload = st.file_uploader("Import labels made elsewhere, as yours (CSV: item,label[,note])", type=["csv"],
+                              key="label_import")
+    if upload is not None and st.button("Import", key="label_import_go"):
+        try:
+            n = labels.import_csv(sel.store, base, me, upload.getvalue())
+            st.success(f"Imported {n} labels.")
+        except RecipeError as e:
+            ui.show_error(e)

@@ -13,7 +13,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 
-from recipe_core import datasets, profiles, queries, runs
+from recipe_core import datasets, labels, profiles, queries, runs
 from recipe_core.config import MODELS, TrainConfig, load_settings
 from recipe_core.errors import RecipeError
 from recipe_core.store import KINDS, DatasetRecord, RunRecord, Store
@@ -128,6 +128,41 @@ def cmd_runs(args, settings, store) -> list:
     return [run_json(r, by_id) for r in store.list_runs(dataset_id, args.target)]
 
 
+def _labels_base(args, settings, store) -> labels.Baseline:
+    return labels.baseline(settings, store, store.get_dataset(args.dataset), args.target, n=args.n)
+
+
+def cmd_labels_sample(args, settings, store) -> dict:
+    return {"items": list(_labels_base(args, settings, store).items)}
+
+
+def cmd_labels_add(args, settings, store) -> dict:
+    base = _labels_base(args, settings, store)
+    event = labels.add(store, base, args.annotator, args.item, args.label, note=args.note or "")
+    return {"stored": True, "event_id": event.event_id, "item": event.item, "label": event.label}
+
+
+def cmd_labels_import(args, settings, store) -> dict:
+    path = Path(args.file)
+    if not path.is_file():
+        raise RecipeError(f"no such file: {args.file}")
+    if path.stat().st_size > labels.MAX_IMPORT_BYTES:
+        raise RecipeError(f"the label file is over {labels.MAX_IMPORT_BYTES // 2**20} MB")
+    n = labels.import_csv(store, _labels_base(args, settings, store), args.annotator, path.read_bytes())
+    return {"imported": n}
+
+
+def cmd_labels_summary(args, settings, store) -> dict:
+    base = _labels_base(args, settings, store)
+    return labels.summary(base, store.label_events(base.dataset_id, base.target))
+
+
+def cmd_labels_export(args, settings, store) -> dict:
+    base = _labels_base(args, settings, store)
+    n = labels.export(base, store.label_events(base.dataset_id, base.target), Path(args.file))
+    return {"exported": n, "file": args.file}
+
+
 def _user() -> str:
     import getpass
 
@@ -194,8 +229,34 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--target", help="only runs of this target")
     s.set_defaults(run=cmd_runs)
 
-    for s in sub.choices.values():
+    labels_parser = sub.add_parser("labels", help="the human baseline: sample, add, import, summary, export")
+    lab = labels_parser.add_subparsers(dest="labels_command", required=True, parser_class=_Parser)
+
+    def labels_command(name: str, help: str, run) -> argparse.ArgumentParser:
+        s = lab.add_parser(name, help=help)
+        s.add_argument("dataset", help="id or name")
+        s.add_argument("--target", required=True)
+        s.add_argument("--n", type=int, default=labels.DEFAULT_N, help="sample size (default 100)")
         s.add_argument("--json", action="store_true", help="print one JSON document")
+        s.set_defaults(run=run)
+        return s
+
+    labels_command("sample", "the fixed sample of validation rows to label (the same every call)", cmd_labels_sample)
+    s = labels_command("add", "store one label", cmd_labels_add)
+    s.add_argument("--annotator", required=True)
+    s.add_argument("--item", type=int, required=True, help="row id (0-based row position in the dataset)")
+    s.add_argument("--label", required=True)
+    s.add_argument("--note")
+    s = labels_command("import", "labels made elsewhere, from a CSV of item,label[,note]", cmd_labels_import)
+    s.add_argument("--annotator", required=True)
+    s.add_argument("file")
+    labels_command("summary", "accuracy per annotator, agreement, suspect labels", cmd_labels_summary)
+    s = labels_command("export", "every label with annotator, time and note (.csv or .parquet)", cmd_labels_export)
+    s.add_argument("file")
+
+    for s in sub.choices.values():
+        if s is not labels_parser:
+            s.add_argument("--json", action="store_true", help="print one JSON document")
     return p
 
 
@@ -214,6 +275,8 @@ def show(command: str, out) -> str:
         lines = [f"{out['n_total']:,} matching rows"]
         lines += [json.dumps(r, ensure_ascii=False, default=str) for r in out["rows"]]
         return "\n".join(lines)
+    if command == "labels":
+        return _show_labels(out)
     if command == "train":
         lines = [f"run {out['run_id']} {out['status']} ({out['model']}, {out['task']}, seed {out['seed']})"]
         lines += [f"  {k} {v:.4g}" for k, v in out["metrics"].items() if isinstance(v, (int, float))]
@@ -223,6 +286,20 @@ def show(command: str, out) -> str:
         return "\n".join(f"{r['run_id']}  {r['status']:<9} {r['model']:<6} seed {r['seed']}  "
                          f"{r.get('dataset_name', r['dataset'])} -> {r['target']}  "
                          f"val_loss {r['metrics'].get('val_loss', float('nan')):.4g}" for r in out) or "no runs"
+    return json.dumps(out)
+
+
+def _show_labels(out) -> str:
+    if "items" in out:
+        return " ".join(str(i) for i in out["items"])
+    if "annotators" in out:
+        lines = [f"{out['n_items']} items in the sample"]
+        for a in out["annotators"]:
+            score = f"accuracy {a['accuracy']:.4g}" if "accuracy" in a else f"MAE {a['mae']:.4g}"
+            lines.append(f"  {a['name']}: {a['n_labelled']} labelled, {score} (95% {a['ci_low']:.3g}-{a['ci_high']:.3g})")
+        lines += [f"  {p['a']} vs {p['b']}: {p['n_common']} common items, kappa {p['cohen_kappa']}" for p in out["agreement"]]
+        lines.append(f"  suspect labels: {' '.join(map(str, out['suspect_labels'])) or 'none'}")
+        return "\n".join(lines)
     return json.dumps(out)
 
 

@@ -291,3 +291,43 @@ def capacity_figure(widths: list[int], losses: list[float]) -> go.Figure:
     fig.update_xaxes(title="hidden width", type="category")
     fig.update_yaxes(title="training loss after the same steps")
     return _layout(fig, "Capacity ladder: training loss must not rise", HEIGHT)
+
+
+# -- labelling -------------------------------------------------------------------------------------------------
+def pixel_figure(values: list[list[float]], title: str = "") -> go.Figure:
+    """An item whose columns are pixels, drawn as the image a person judges (dark = high)."""
+    fig = go.Figure(go.Heatmap(z=values, colorscale="Greys", showscale=False,
+                               hovertemplate="row %{y}, col %{x}: %{z}<extra></extra>"))
+    fig.update_yaxes(autorange="reversed", visible=False, scaleanchor="x")
+    fig.update_xaxes(visible=False)
+    fig = _layout(fig, title, 300, compact=True)
+    fig.update_layout(width=300)
+    return fig
+
+
+def features_used_figure(used: pd.DataFrame) -> go.Figure:
+    title = "What people say they used"
+    if used.empty:
+        return _empty(title, HEIGHT)
+    top = used.head(30).iloc[::-1]
+    fig = go.Figure(go.Bar(x=top["items"], y=[_short(f, 30) for f in top["feature"]], orientation="h",
+                           marker_color=COLORS[0], customdata=top["annotators"],
+                           hovertemplate="%{y}: %{x} labels, %{customdata} annotators<extra></extra>"))
+    fig.update_xaxes(title="labels that named it")
+    return _layout(fig, title, max(HEIGHT, 40 + 18 * len(top)))
+
+
+def human_vs_models_figure(scores: pd.DataFrame, metric: str) -> go.Figure:
+    """Each annotator and each model run on the same items, with the 95% interval."""
+    title = f"Humans and models on the same items: {metric}"
+    if scores.empty:
+        return _empty(title, HEIGHT)
+    colors = [COLORS[3] if k == "human" else COLORS[0] for k in scores["kind"]]
+    fig = go.Figure(go.Bar(
+        x=[escape(w) for w in scores["who"]], y=scores[metric], marker_color=colors,
+        error_y={"type": "data", "symmetric": False, "array": (scores["ci_high"] - scores[metric]).tolist(),
+                 "arrayminus": (scores[metric] - scores["ci_low"]).tolist()},
+        customdata=scores["n_items"], hovertemplate="%{x}: %{y:.4g} on %{customdata} items<extra></extra>"))
+    fig.update_xaxes(type="category")
+    fig.update_yaxes(title=metric)
+    return _layout(fig, title, HEIGHT)

@@ -414,7 +414,7 @@ def load_predictions(data: bytes) -> tuple[np.ndarray, np.ndarray]:
         return z["rows"], z["pred"]
 
 
-def _target(settings: Settings, record: DatasetRecord, target: str, task: str | None) -> tuple[str, pd.Series]:
+def target_column(settings: Settings, record: DatasetRecord, target: str, task: str | None) -> tuple[str, pd.Series]:
     """The task (inferred unless given) and the whole target column, checked for something to learn."""
     record.column(target)
     db = queries.DatasetDB(settings, record)
@@ -432,13 +432,13 @@ def _target(settings: Settings, record: DatasetRecord, target: str, task: str | 
 def preflight(settings: Settings, record: DatasetRecord, target: str, config: TrainConfig) -> str:
     """Refuse a bad config or a target nothing can be learned from before any run exists; returns the task."""
     validate(config)
-    return _target(settings, record, target, config.task)[0]
+    return target_column(settings, record, target, config.task)[0]
 
 
 def split_overview(settings: Settings, store: Store, record: DatasetRecord, target: str,
                    task: str | None = None) -> tuple[str, splits.Split, pd.DataFrame]:
     """The task, the persisted split (made now if this is the target's first use) and its sizes and balance."""
-    task, y = _target(settings, record, target, task)
+    task, y = target_column(settings, record, target, task)
     split = splits.get_or_create(store, record.id, target, y, task)
     return task, split, splits.summary(split, y, task)
 

@@ -1,4 +1,4 @@
-"""The SQL store (SQLite by default, PostgreSQL for teams): the dataset catalog, splits, runs and their metrics.
+"""The SQL store (SQLite by default, PostgreSQL for teams): the dataset catalog, splits, runs, metrics and labels.
 
 Only this module holds SQL for the store. Records cross its boundary as frozen dataclasses.
 """
@@ -136,6 +136,37 @@ artifacts_table = sa.Table(
     sa.Column("name", sa.String(100), primary_key=True),
     sa.Column("data", sa.LargeBinary, nullable=False),
 )
+
+
+# Human labels are events: a client-made id makes a resend (double click, rerun, retry) a no-op, and the latest
+# event of an annotator for an item is their label.
+labels_table = sa.Table(
+    "labels",
+    metadata,
+    sa.Column("event_id", sa.String(64), primary_key=True),
+    sa.Column("dataset_id", sa.String(64), nullable=False),
+    sa.Column("target", sa.Text, nullable=False),
+    sa.Column("item", sa.BigInteger, nullable=False),  # row id in the snapshot
+    sa.Column("annotator", sa.Text, nullable=False),
+    sa.Column("label", sa.Text, nullable=True),  # NULL: skipped
+    sa.Column("note", sa.Text, nullable=False),
+    sa.Column("features_json", sa.Text, nullable=False),
+    sa.Column("at", sa.Float, nullable=False),  # unix time of the event
+    sa.Index("labels_by_target", "dataset_id", "target", "annotator"),
+)
+
+
+@dataclass(frozen=True)
+class LabelEvent:
+    event_id: str
+    dataset_id: str
+    target: str
+    item: int
+    annotator: str
+    label: str | None  # None: the annotator skipped the item
+    note: str = ""
+    features: tuple[str, ...] = ()  # the columns the annotator says they used
+    at: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -380,6 +411,35 @@ class Store:
         data = self.get_artifact(run_id, name)
         return None if data is None else json.loads(data)
 
+
+    # -- labels ---------------------------------------------------------------------------------
+    def add_label(self, event: LabelEvent) -> bool:
+        """Store one label event; True once it is durably stored, also when this event id was stored before."""
+        event = replace(event, at=event.at or time.time())
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(labels_table.insert().values(
+                    event_id=event.event_id, dataset_id=event.dataset_id, target=event.target, item=int(event.item),
+                    annotator=event.annotator, label=event.label, note=event.note,
+                    features_json=json.dumps(list(event.features), ensure_ascii=False), at=event.at))
+        except sa.exc.IntegrityError:
+            if not self._has_label_event(event.event_id):
+                raise
+        return True
+
+    def label_events(self, dataset_id: str, target: str) -> list[LabelEvent]:
+        """Every event of this dataset and target, oldest first (so the last one per annotator and item wins)."""
+        t = labels_table
+        q = sa.select(t).where(t.c.dataset_id == dataset_id, t.c.target == target).order_by(t.c.at, t.c.event_id)
+        with self.engine.connect() as conn:
+            return [LabelEvent(event_id=r.event_id, dataset_id=r.dataset_id, target=r.target, item=int(r.item),
+                               annotator=r.annotator, label=r.label, note=r.note,
+                               features=tuple(json.loads(r.features_json)), at=float(r.at)) for r in conn.execute(q)]
+
+    def _has_label_event(self, event_id: str) -> bool:
+        t = labels_table
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(t.c.event_id).where(t.c.event_id == event_id)).first() is not None
 
     def _dataset_by_id(self, dataset_id: str) -> DatasetRecord | None:
         with self.engine.connect() as conn:

@@ -117,3 +117,24 @@ def test_train_a_baseline_then_cancel_a_live_run(server, page):
     page.get_by_role("button", name="Cancel").click(timeout=120_000)
     page.get_by_text("Run cancelled: cancelled on request").wait_for(timeout=60_000)
     assert "Traceback" not in page.content()
+
+
+def test_label_three_items_with_number_keys(server, page):
+    url, home = server
+    page.goto(url)
+    page.get_by_text("Target column").first.wait_for()
+    store = Store(f"sqlite:///{home / 'recipe.db'}")
+    digits = store.get_dataset("digits")
+    page.goto(f"{url}/label?dataset={digits.id}&target=digit")
+    name = page.get_by_role("textbox", name="Your name")
+    name.fill("kim")
+    name.press("Enter")
+    page.get_by_text("0 / 100 labelled by kim").wait_for()
+    for n, key in enumerate(["3", "7", "1"], start=1):
+        page.get_by_role("button", name="Next").wait_for()  # the shortcuts exist once the buttons are drawn
+        page.get_by_text("labelled by kim").click()  # focus the page, not a text box
+        page.keyboard.press(key)
+        page.get_by_text(f"{n} / 100 labelled by kim").wait_for()
+    events = store.label_events(digits.id, "digit")
+    assert [e.label for e in events if e.annotator == "kim"] == ["3", "7", "1"]
+    assert "Traceback" not in page.content()

@@ -150,3 +150,45 @@ def test_train_usage_errors_are_one_line(home, capsys):
                  ["train", "wine", "--target", "cultivar", "--seed", "x"]):
         code, out, err = run(capsys, *argv)
         assert code != 0 and err.startswith("error:") and err.count("\n") == 1, (argv, err)
+
+
+DIGITS = ROOT / "sample_data" / "digits.csv"
+
+
+def test_labels_sample_add_import_summary_export(home, capsys, tmp_path):
+    run_json(capsys, "ingest", DIGITS, "--name", "digits")
+    items = run_json(capsys, "labels", "sample", "digits", "--target", "digit", "--n", "10")["items"]
+    assert len(items) == 10 and run_json(capsys, "labels", "sample", "digits", "--target", "digit", "--n", "10") == {
+        "items": items}
+    truth = pd.read_csv(DIGITS)["digit"]
+    for item in items[:4]:
+        out = run_json(capsys, "labels", "add", "digits", "--target", "digit", "--n", "10", "--annotator", "ann",
+                       "--item", item, "--label", truth.iloc[item], "--note", "the loop")
+        assert out["stored"] is True
+    csv = tmp_path / "bob.csv"
+    csv.write_text("item,label\n" + "".join(f"{i},{(truth.iloc[i] + 1) % 10}\n" for i in items[:4]))
+    assert run_json(capsys, "labels", "import", "digits", "--target", "digit", "--n", "10", "--annotator", "bob",
+                    csv)["imported"] == 4
+    summary = run_json(capsys, "labels", "summary", "digits", "--target", "digit", "--n", "10")
+    assert summary["n_items"] == 10
+    by_name = {a["name"]: a for a in summary["annotators"]}
+    assert by_name["ann"]["accuracy"] == 1.0 and by_name["bob"]["accuracy"] == 0.0
+    assert by_name["ann"]["n_labelled"] == 4 and by_name["ann"]["ci_low"] < 1.0 == by_name["ann"]["ci_high"]
+    assert summary["agreement"][0]["a"] == "ann" and summary["agreement"][0]["n_common"] == 4
+    assert summary["suspect_labels"] == []
+    out = tmp_path / "all.csv"
+    run(capsys, "labels", "export", "digits", "--target", "digit", "--n", "10", out)
+    exported = pd.read_csv(out)
+    assert len(exported) == 8 and set(exported["annotator"]) == {"ann", "bob"}
+
+
+def test_labels_errors_are_one_line(home, capsys, tmp_path):
+    run_json(capsys, "ingest", DIGITS, "--name", "digits")
+    for argv in (["labels", "add", "digits", "--target", "digit", "--annotator", "a", "--item", "0", "--label", "3"],
+                 ["labels", "add", "digits", "--target", "digit", "--annotator", "a", "--item", "x", "--label", "3"],
+                 ["labels", "import", "digits", "--target", "digit", "--annotator", "a", tmp_path / "missing.csv"],
+                 ["labels", "summary", "digits", "--target", "nope"],
+                 ["labels", "sample", "digits", "--target", "digit", "--n", "0"],
+                 ["labels"]):
+        code, out, err = run(capsys, *argv)
+        assert code != 0 and err.startswith("error:") and err.count("\n") == 1, (argv, err)

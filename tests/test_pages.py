@@ -276,3 +276,62 @@ def test_train_page_refuses_a_hopeless_target_in_one_line(app):
     task_box.select("regression").run()
     assert [e.value for e in at.error] == ["target 'day' is not numeric, so it cannot be a regression target"]
     assert not at.exception
+
+
+# -- the Label page ------------------------------------------------------------------------------------------
+def open_label(at, dataset, target, name):
+    at.switch_page("pages/label.py").run()
+    choose_dataset(at, dataset)
+    at.sidebar.selectbox(key="w_target").select(target).run()
+    at.sidebar.text_input(key="w_author").input(name).run()
+    no_errors(at)
+    return at
+
+
+def test_label_page_keyboard_flow_and_resume(app):
+    at = open_label(app, "digits", "digit", "ann")
+    assert at.get("progress")[0].proto.text.startswith("0 / 100")
+    assert at.get("plotly_chart")  # the 8x8 pixels are drawn as an image
+    first = at.subheader[0].value
+    at.text_input(key="label_note").input("a closed loop")
+    at.button(key="class:0").click().run()  # the "0" key
+    no_errors(at)
+    assert at.success[0].value.startswith("Stored: item") and at.get("progress")[0].proto.text.startswith("1 / 100")
+    assert at.subheader[0].value != first
+    at.button(key="label_skip").click().run()  # "S"
+    at.button(key="label_back").click().run()  # Left
+    at.button(key="label_back").click().run()
+    assert at.subheader[0].value == first and any("Your label: 0" in c.value for c in at.caption)
+    store = Store(load_settings().store_url)
+    record = store.get_dataset("digits")
+    mine = [e for e in store.label_events(record.id, "digit") if e.annotator == "ann"]
+    assert [e.label for e in mine] == ["0", None] and mine[0].note == "a closed loop"
+    assert any("Others' labels stay hidden" in c.value for c in at.caption)
+    # a new session of the same person resumes at the first item not yet labelled
+    again = AppTest.from_file(str(APP), default_timeout=120)
+    again.run()
+    again = open_label(again, "digits", "digit", "ann")
+    assert again.subheader[0].value.startswith("Item 3 of 100")
+
+
+def test_label_results_after_finishing(app):
+    from recipe_core import labels, runs
+    from recipe_core.config import TrainConfig
+
+    settings = load_settings()
+    store = Store(settings.store_url)
+    record = store.get_dataset("wine")
+    base = labels.baseline(settings, store, record, "cultivar")
+    wrong = {base.items[0]: next(c for c in base.classes if c != base.truth[base.items[0]])}
+    for name in ("dee", "eve"):
+        csv = "item,label\n" + "".join(f"{i},{wrong.get(i, base.truth[i])}\n" for i in base.items)
+        labels.import_csv(store, base, name, csv.encode())
+    prior = runs.execute(settings, store, runs.create(store, record, "cultivar", TrainConfig(model="prior")).id)
+    at = open_label(app, "wine", "cultivar", "eve")
+    no_errors(at)
+    assert any(s.value == "The human baseline" for s in at.subheader)
+    scores = next(d.value for d in at.dataframe if "who" in d.value)
+    assert set(scores["who"]) >= {"dee", "eve", prior.name}
+    human = scores[scores["who"] == "eve"].iloc[0]
+    assert human["accuracy"] == pytest.approx((len(base.items) - 1) / len(base.items))
+    assert any(f"row {base.items[0]}" in m.value for m in at.markdown)  # the suspect label, linked to its row

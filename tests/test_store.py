@@ -193,3 +193,17 @@ def test_two_processes_logging_at_once_lose_nothing(store_url):
         assert p.exitcode == 0
     for key in ("a", "b"):
         assert [p[2] for p in s.metric_history([run.id], [key])] == list(range(5000))
+
+
+def test_label_events_are_idempotent_and_ordered(store_url):
+    from recipe_core.store import LabelEvent
+
+    s = Store(store_url)
+    assert s.add_label(LabelEvent("e1", "d1", "y", 5, "ann", "cat", at=2.0))
+    assert s.add_label(LabelEvent("e1", "d1", "y", 5, "ann", "cat", at=2.0))  # resent: still acknowledged, once
+    s.add_label(LabelEvent("e0", "d1", "y", 5, "ann", "dog", note="first", features=("ears",), at=1.0))
+    s.add_label(LabelEvent("e2", "d1", "y", 6, "bob", None, at=3.0))  # a skip
+    events = s.label_events("d1", "y")
+    assert [e.event_id for e in events] == ["e0", "e1", "e2"]
+    assert events[0].features == ("ears",) and events[2].label is None
+    assert s.label_events("d1", "other") == []

@@ -1,0 +1,320 @@
+"""Human labels on a fixed sample of the validation split: the human baseline, agreement, suspect labels.
+
+Labels are events with a client-made id (a resend is a no-op); an annotator's latest event for an item is their
+label. Accuracy gets a Wilson interval, agreement Cohen's kappa per pair and Fleiss' kappa for three or more.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+import re
+import uuid
+import warnings
+from dataclasses import dataclass
+from itertools import combinations
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import cohen_kappa_score
+
+from recipe_core import evaluation, runs, splits
+from recipe_core.config import Settings
+from recipe_core.errors import BadInput, NotFound
+from recipe_core.queries import neutralize
+from recipe_core.store import DatasetRecord, LabelEvent, Store
+
+DEFAULT_N = 100
+SAMPLE_SEED = 0  # the sample is the same for everyone: fixed seed over the persisted split's validation rows
+MAX_IMPORT_BYTES = 10 * 2**20
+MAX_NOTE_CHARS = 2000
+MAX_NAME_CHARS = 80
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """What labelling a dataset and target needs: the task, the classes, the fixed sample and the true labels."""
+    dataset_id: str
+    target: str
+    task: str
+    classes: tuple[str, ...]  # classification: every label as text; empty for regression
+    items: tuple[int, ...]  # the fixed sample of validation rows, in the order people see them
+    truth: dict  # item -> the dataset's label (text, or a float for regression)
+
+
+def baseline(settings: Settings, store: Store, record: DatasetRecord, target: str, n: int = DEFAULT_N,
+             task: str | None = None) -> Baseline:
+    if not 1 <= n <= 100_000:
+        raise BadInput(f"the sample size must be from 1 to 100,000, not {n}")
+    task, y = runs.target_column(settings, record, target, task)
+    split = splits.get_or_create(store, record.id, target, y, task)
+    val = split.rows("val")
+    items = np.random.default_rng(SAMPLE_SEED).permutation(val)[:n]
+    if task == "classification":
+        classes, codes = runs.class_labels(y)
+        truth = {int(i): classes[codes[i]] for i in items}
+    else:
+        classes, values = [], pd.to_numeric(y, errors="coerce").to_numpy(dtype=float)
+        truth = {int(i): float(values[i]) for i in items}
+    return Baseline(record.id, target, task, tuple(classes), tuple(int(i) for i in items), truth)
+
+
+# -- writing ------------------------------------------------------------------------------------------
+def annotator_name(name: str) -> str:
+    name = " ".join(str(name or "").split())
+    if not name:
+        raise BadInput("say who is labelling: an annotator name is needed")
+    if len(name) > MAX_NAME_CHARS:
+        raise BadInput(f"an annotator name has at most {MAX_NAME_CHARS} characters")
+    return name
+
+
+def parse_label(base: Baseline, value) -> str:
+    """The label as stored: one of the classes, or a finite number for regression (as text)."""
+    text = str(value).strip() if value is not None else ""
+    if base.task == "classification":
+        if text not in base.classes:
+            shown = ", ".join(base.classes[:10]) + (" …" if len(base.classes) > 10 else "")
+            raise BadInput(f"{text!r} is not a class of {base.target!r}; use one of: {shown}")
+        return text
+    try:
+        number = float(text)
+    except ValueError:
+        raise BadInput(f"{base.target!r} takes a number, not {text!r}") from None
+    if not math.isfinite(number):
+        raise BadInput(f"{base.target!r} takes a finite number, not {text!r}")
+    return repr(number)
+
+
+def add(store: Store, base: Baseline, annotator: str, item: int, label, note: str = "",
+        features: tuple[str, ...] = (), event_id: str | None = None) -> LabelEvent:
+    """Validate and store one label (label None: skipped). Returns the stored event; a repeated id is a no-op."""
+    if int(item) not in base.truth:
+        raise NotFound(f"item {item} is not in the labelling sample of {base.target!r}")
+    if len(note or "") > MAX_NOTE_CHARS:
+        raise BadInput(f"a note has at most {MAX_NOTE_CHARS:,} characters")
+    event = LabelEvent(event_id=event_id or uuid.uuid4().hex, dataset_id=base.dataset_id, target=base.target,
+                       item=int(item), annotator=annotator_name(annotator),
+                       label=None if label is None else parse_label(base, label), note=note or "",
+                       features=tuple(features))
+    store.add_label(event)
+    return event
+
+
+def import_csv(store: Store, base: Baseline, annotator: str, data: bytes) -> int:
+    """Labels made elsewhere, as CSV `item,label[,note]`: all rows are checked before any is stored; importing the
+    same file again stores nothing new (event ids come from the file's content). Returns the rows imported."""
+    if len(data) > MAX_IMPORT_BYTES:
+        raise BadInput(f"the label file is over {MAX_IMPORT_BYTES // 2**20} MB")
+    try:
+        frame = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False)
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as e:
+        raise BadInput(f"the label file is not a readable CSV: {str(e).splitlines()[0]}") from None
+    if list(frame.columns[:2]) != ["item", "label"] or len(frame.columns) > 3 or (
+            len(frame.columns) == 3 and frame.columns[2] != "note"):
+        raise BadInput("the label file needs the columns item,label and optionally note")
+    name = annotator_name(annotator)
+    checked = []
+    for line, row in enumerate(frame.itertuples(index=False), start=2):
+        try:
+            item = int(row.item)
+        except ValueError:
+            raise BadInput(f"line {line}: item must be a row id, not {row.item!r}") from None
+        if item not in base.truth:
+            raise BadInput(f"line {line}: item {item} is not in the labelling sample of {base.target!r}")
+        try:
+            label = parse_label(base, row.label)
+        except BadInput as e:
+            raise BadInput(f"line {line}: {e}") from None
+        checked.append((item, label, getattr(row, "note", "") or ""))
+    digest = hashlib.sha256(data + name.encode()).hexdigest()[:24]
+    for i, (item, label, note) in enumerate(checked):
+        add(store, base, name, item, label, note[:MAX_NOTE_CHARS], event_id=f"import-{digest}-{i}")
+    return len(checked)
+
+
+# -- reading --------------------------------------------------------------------------------------------
+def latest(events: list[LabelEvent]) -> dict[tuple[str, int], LabelEvent]:
+    """(annotator, item) -> that annotator's latest event for the item (events come oldest first)."""
+    out = {}
+    for e in events:
+        out[(e.annotator, e.item)] = e
+    return out
+
+
+def table(base: Baseline, events: list[LabelEvent]) -> pd.DataFrame:
+    """The current labels, one row per annotator and item (skips included, label empty)."""
+    rows = [{"item": e.item, "annotator": e.annotator, "label": e.label, "dataset_label": base.truth.get(e.item),
+             "note": e.note, "features": ", ".join(e.features),
+             "at": pd.Timestamp(e.at, unit="s", tz="UTC").isoformat(timespec="seconds")}
+            for e in latest(events).values() if e.item in base.truth]
+    return pd.DataFrame(rows, columns=["item", "annotator", "label", "dataset_label", "note", "features", "at"])
+
+
+def _by_annotator(base: Baseline, events: list[LabelEvent]) -> dict[str, dict[int, str]]:
+    out: dict[str, dict[int, str]] = {}
+    for (annotator, item), e in latest(events).items():
+        if e.label is not None and item in base.truth:
+            out.setdefault(annotator, {})[item] = e.label
+    return out
+
+
+def _score(base: Baseline, labels: dict[int, str]) -> dict:
+    items = sorted(labels)
+    if base.task == "classification":
+        correct = sum(labels[i] == base.truth[i] for i in items)
+        low, high = evaluation.wilson(correct, len(items))
+        return {"accuracy": correct / len(items), "ci_low": low, "ci_high": high}
+    errors = np.array([abs(float(labels[i]) - base.truth[i]) for i in items])
+    half = evaluation.Z95 * errors.std(ddof=1) / math.sqrt(len(errors)) if len(errors) > 1 else math.nan
+    return {"mae": float(errors.mean()), "ci_low": float(errors.mean() - half), "ci_high": float(errors.mean() + half)}
+
+
+def fleiss_kappa(ratings: list[list[str]], categories: list[str]) -> float:
+    """Fleiss' kappa over items each rated by the same number of raters (ratings[i] = the labels of item i)."""
+    counts = np.array([[r.count(c) for c in categories] for r in ratings], dtype=float)
+    n_raters = counts.sum(axis=1)[0]
+    p_j = counts.sum(axis=0) / counts.sum()
+    p_i = ((counts ** 2).sum(axis=1) - n_raters) / (n_raters * (n_raters - 1))
+    p_bar, p_e = p_i.mean(), (p_j ** 2).sum()
+    return float((p_bar - p_e) / (1 - p_e)) if p_e < 1 else math.nan
+
+
+def summary(base: Baseline, events: list[LabelEvent]) -> dict:
+    """Per annotator: labelled count and accuracy (or MAE) with a 95% interval; agreement; suspect labels."""
+    by = _by_annotator(base, events)
+    annotators = [{"name": name, "n_labelled": len(labels), **_score(base, labels)}
+                  for name, labels in sorted(by.items())]
+    agreement, disagreements = [], set()
+    for a, b in combinations(sorted(by), 2):
+        common = sorted(set(by[a]) & set(by[b]))
+        pair = {"a": a, "b": b, "n_common": len(common), "cohen_kappa": None}
+        if common and base.task == "classification":
+            x, y = [by[a][i] for i in common], [by[b][i] for i in common]
+            with warnings.catch_warnings():  # undefined kappa (one label in common) is reported as None instead
+                warnings.simplefilter("ignore")
+                kappa = cohen_kappa_score(x, y, labels=list(base.classes))
+            pair["cohen_kappa"] = None if math.isnan(kappa) else float(kappa)
+            disagreements |= {i for i, u, v in zip(common, x, y) if u != v}
+        agreement.append(pair)
+    out = {"n_items": len(base.items), "task": base.task, "annotators": annotators, "agreement": agreement,
+           "disagreements": sorted(disagreements), "suspect_labels": suspect_labels(base, by)}
+    if base.task == "classification" and len(by) >= 3:
+        everyone = sorted(set.intersection(*(set(v) for v in by.values())))
+        if everyone:
+            out["fleiss_kappa"] = fleiss_kappa([[by[a][i] for a in by] for i in everyone], list(base.classes))
+            out["fleiss_n_items"] = len(everyone)
+    return out
+
+
+def suspect_labels(base: Baseline, by: dict[str, dict[int, str]]) -> list[int]:
+    """Items where at least two annotators agree with each other but not with the dataset's label."""
+    if base.task != "classification":
+        return []
+    suspects = []
+    for item in base.items:
+        given = [labels[item] for labels in by.values() if item in labels]
+        if len(given) >= 2 and len(set(given)) == 1 and given[0] != base.truth[item]:
+            suspects.append(item)
+    return suspects
+
+
+def export_bytes(base: Baseline, events: list[LabelEvent], fmt: str = "csv") -> bytes:
+    """Every current label with annotator, time and notes: CSV (formula cells neutralized) or Parquet."""
+    frame = table(base, events)
+    buf = io.BytesIO()
+    if fmt == "parquet":
+        frame.to_parquet(buf, index=False)
+    else:
+        text_columns = ["annotator", "label", "note", "features"]
+        frame.assign(**{c: frame[c].map(lambda v: neutralize(v) if isinstance(v, str) else v)
+                        for c in text_columns}).to_csv(buf, index=False)
+    return buf.getvalue()
+
+
+def export(base: Baseline, events: list[LabelEvent], path: Path) -> int:
+    """Write export_bytes to a file (.parquet: Parquet, else CSV); returns the number of labels."""
+    Path(path).write_bytes(export_bytes(base, events, "parquet" if Path(path).suffix.lower() == ".parquet" else "csv"))
+    return len(latest(events))
+
+
+# -- what the page shows -------------------------------------------------------------------------------------
+_PIXEL = re.compile(r"^(.*?)(\d+)_(\d+)$")
+
+
+def pixel_grid(columns: list[str]) -> list[list[str]] | None:
+    """Columns named like pixel_<row>_<col> that fill a whole grid (e.g. the 8x8 digits): their names as rows of
+    the image, so an item can be shown as a picture; None when the columns are not an image."""
+    cells = {}
+    for name in columns:
+        m = _PIXEL.match(name)
+        if m:
+            cells.setdefault(m.group(1), {})[(int(m.group(2)), int(m.group(3)))] = name
+    for prefix, grid in cells.items():
+        rows = 1 + max(r for r, _ in grid)
+        cols = 1 + max(c for _, c in grid)
+        if rows * cols == len(grid) >= 16 and rows > 1 and cols > 1:
+            return [[grid[(r, c)] for c in range(cols)] for r in range(rows)]
+    return None
+
+
+def placed(value, quantiles: dict | None) -> str:
+    """Where a number sits in its column, from the profile's quantiles: 'below p5', 'p25-p50', 'above p95'."""
+    if quantiles is None or value is None or isinstance(value, str):
+        return ""
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return ""
+    if not math.isfinite(x):
+        return "not finite"
+    marks = sorted((float(k[1:]) if isinstance(k, str) else float(k) * 100, float(v)) for k, v in quantiles.items())
+    if not marks:
+        return ""
+    if x < marks[0][1]:
+        return f"below p{marks[0][0]:g}"
+    for (p_lo, v_lo), (p_hi, v_hi) in zip(marks, marks[1:]):
+        if v_lo <= x <= v_hi:
+            return f"p{p_lo:g}–p{p_hi:g}"
+    return f"above p{marks[-1][0]:g}"
+
+
+def features_used(events: list[LabelEvent]) -> pd.DataFrame:
+    """How often each feature was named as used, over the current labels of every annotator."""
+    counts: dict[str, set] = {}
+    uses: dict[str, int] = {}
+    for e in latest(events).values():
+        for f in e.features:
+            uses[f] = uses.get(f, 0) + 1
+            counts.setdefault(f, set()).add(e.annotator)
+    rows = [{"feature": f, "items": n, "annotators": len(counts[f])} for f, n in uses.items()]
+    return pd.DataFrame(rows, columns=["feature", "items", "annotators"]).sort_values(
+        ["items", "feature"], ascending=[False, True]).reset_index(drop=True)
+
+
+def models_on_items(base: Baseline, events: list[LabelEvent], model_runs: list, predictions: dict) -> pd.DataFrame:
+    """Humans and every finished model run scored on the same items (those the humans labelled).
+
+    predictions: run id -> (rows, pred) as stored with the run (runs.load_predictions)."""
+    by = _by_annotator(base, events)
+    items = sorted(set().union(*by.values())) if by else []
+    rows = []
+    for name, given in sorted(by.items()):
+        rows.append({"who": name, "kind": "human", "n_items": len(given), **_score(base, given)})
+    if not items:
+        return pd.DataFrame(rows)
+    for run in model_runs:
+        if run.id not in predictions:
+            continue
+        where = {int(r): i for i, r in enumerate(predictions[run.id][0])}
+        pred = predictions[run.id][1]
+        shared = [i for i in items if i in where]
+        if not shared:
+            continue
+        if base.task == "classification":
+            given = {i: base.classes[int(np.argmax(pred[where[i]]))] for i in shared}
+        else:
+            given = {i: repr(float(pred[where[i]])) for i in shared}
+        rows.append({"who": run.name, "kind": run.model, "n_items": len(shared), **_score(base, given)})
+    return pd.DataFrame(rows)
