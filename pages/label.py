@@ -124,6 +124,9 @@ you = next((a for a in summary["annotators"] if a["name"] == me), None)
 if you:
     st.markdown(f"**Your {metric}: {you[metric]:.4g}** (95% interval {you['ci_low']:.3g} – {you['ci_high']:.3g}) "
                 f"on {you['n_labelled']} items")
+    if base.task == "classification":
+        st.plotly_chart(figures.confusion_figure(labels.confusion(base, events, me), list(base.classes)),
+                        width="stretch", key="label_confusion")
 if not finished:
     st.caption(f"Others' labels stay hidden until you finish ({done} / {len(base.items)}).")
     st.stop()
@@ -152,8 +155,9 @@ for s in suspects:
     st.markdown(f"- [row {s}](data?{urlencode({'dataset': record.id, 'target': target, 'row': s})})")
 st.plotly_chart(figures.features_used_figure(labels.features_used(events)), width="stretch")
 with st.expander("Export and import labels"):
-    st.download_button("Download all labels (CSV)", data=lambda: labels.export_bytes(base, events, "csv"),
-                       file_name=f"{record.name}-{target}-labels.csv", mime="text/csv")
+    for fmt, mime in (("csv", "text/csv"), ("parquet", "application/vnd.apache.parquet")):
+        st.download_button(f"Download all labels ({fmt})", data=lambda fmt=fmt: labels.export_bytes(base, events, fmt),
+                           file_name=f"{record.name}-{target}-labels.{fmt}", mime=mime, key=f"label_export_{fmt}")
     upload = st.file_uploader("Import labels made elsewhere, as yours (CSV: item,label[,note])", type=["csv"],
                               key="label_import")
     if upload is not None and st.button("Import", key="label_import_go"):

@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 import ui
-from recipe_core import figures, jobs, reports, runs
+from recipe_core import figures, jobs, labels, reports, runs
 from recipe_core.config import MODELS, TrainConfig
 from recipe_core.errors import NotFound, RecipeError
 
@@ -96,8 +96,13 @@ st.subheader("Leaderboard")
 if board.empty:
     st.caption("No runs yet: start with the prior baseline, the number every model must beat.")
 else:
-    refs = reports.references(all_runs)
-    st.plotly_chart(figures.leaderboard_figure(board[board["status"] == "finished"], refs), width="stretch")
+    metric = st.segmented_control("Leaderboard metric", ["val_loss", "val_accuracy" if task == "classification"
+                                  else "val_mae"], default="val_loss", required=True, key="train_board_metric")
+    events = sel.store.label_events(record.id, target)
+    human = labels.summary(ui.label_baseline(sel), events) if events else None
+    finished = board[board["status"].eq("finished") & board[metric].notna()] if metric in board else board.iloc[:0]
+    st.plotly_chart(figures.leaderboard_figure(finished, reports.references(all_runs, metric, human), metric),
+                    width="stretch")
     shown = [c for c in ["run", "model", "seed", "status", "checks", "val_loss", "val_accuracy", "val_balanced_accuracy",
                          "val_macro_f1", "val_mse", "val_mae", "val_r2", "author", "created"] if c in board]
     ids = board["id"].tolist()  # as shown now: the callback runs before the next render

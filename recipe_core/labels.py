@@ -171,6 +171,15 @@ def _score(base: Baseline, labels: dict[int, str]) -> dict:
     return {"mae": float(errors.mean()), "ci_low": float(errors.mean() - half), "ci_high": float(errors.mean() + half)}
 
 
+def confusion(base: Baseline, events: list[LabelEvent], annotator: str) -> list[list[int]]:
+    """One annotator's labels against the dataset's (rows: dataset label, columns: the annotator's)."""
+    given = _by_annotator(base, events).get(annotator, {})
+    index = {c: k for k, c in enumerate(base.classes)}
+    truth = np.array([index[base.truth[i]] for i in given], dtype=int)
+    said = np.array([index[given[i]] for i in given], dtype=int)
+    return evaluation.confusion(truth, said, len(base.classes)).tolist()
+
+
 def fleiss_kappa(ratings: list[list[str]], categories: list[str]) -> float:
     """Fleiss' kappa over items each rated by the same number of raters (ratings[i] = the labels of item i)."""
     counts = np.array([[r.count(c) for c in categories] for r in ratings], dtype=float)

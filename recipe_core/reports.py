@@ -37,17 +37,23 @@ def leaderboard(runs: list[RunRecord]) -> pd.DataFrame:
     return board.sort_values(["val_loss", "created"], na_position="last", kind="stable").reset_index(drop=True)
 
 
-def references(runs: list[RunRecord]) -> dict[str, float]:
-    """The reference lines: the latest prior baseline's validation loss and the latest zero-input twin's."""
+def references(runs: list[RunRecord], metric: str = "val_loss", human: dict | None = None) -> dict[str, float]:
+    """The reference lines for a metric: the latest prior baseline, the latest zero-input twin (val_loss only),
+    and the human baseline (labels.summary) when people have labelled: the mean of the annotators' scores."""
     out = {}
     for r in reversed(runs):
         if r.status != "finished":
             continue
-        if "prior" not in out and r.model == "prior" and "val_loss" in r.metrics:
-            out["prior"] = r.metrics["val_loss"]
+        if "prior" not in out and r.model == "prior" and metric in r.metrics:
+            out["prior"] = r.metrics[metric]
         twin = r.checks.get("input_independent", {}).get("twin_val_loss")
-        if "input-independent" not in out and twin is not None:
+        if metric == "val_loss" and "input-independent" not in out and twin is not None:
             out["input-independent"] = twin
+    score = {"val_accuracy": "accuracy", "val_mae": "mae"}.get(metric)
+    people = [a[score] for a in (human or {}).get("annotators", []) if score and a.get(score) is not None]
+    if people:
+        out[f"human ({len(people)} annotator{'s' if len(people) > 1 else ''}, labelled sample)"] = float(
+            sum(people) / len(people))
     return out
 
 

@@ -200,3 +200,30 @@ def test_a_killed_labelling_process_loses_no_acknowledged_label(settings, store,
     acknowledged = set(ack.read_text().split())
     stored = {e.event_id for e in Store(settings.store_url).label_events(record.id, "digit")}
     assert len(acknowledged) >= 20 and acknowledged <= stored
+
+
+def test_the_human_score_is_a_reference_line_for_its_metric(store, digits):
+    from recipe_core import reports
+    from recipe_core.store import RunRecord
+
+    _, base = digits
+    for name, wrong in (("ann", 0), ("bob", 10)):
+        for k, item in enumerate(base.items[:20]):
+            label = base.truth[item] if k >= wrong // 5 else str((int(base.truth[item]) + 1) % 10)
+            labels.add(store, base, name, item, label)
+    human = labels.summary(base, store.label_events(base.dataset_id, base.target))
+    prior = RunRecord(id="r1", name="prior-1", model="prior", config={}, status="finished",
+                      metrics={"val_loss": 2.3, "val_accuracy": 0.1})
+    refs = reports.references([prior], "val_accuracy", human)
+    assert refs["prior"] == 0.1
+    assert refs["human (2 annotators, labelled sample)"] == pytest.approx((1.0 + 18 / 20) / 2)
+    assert not any(k.startswith("human") for k in reports.references([prior], "val_loss", human))
+
+
+def test_an_annotators_confusion_matrix(store, digits):
+    _, base = digits
+    a, b = base.items[:2]
+    labels.add(store, base, "ann", a, base.truth[a])
+    labels.add(store, base, "ann", b, "0" if base.truth[b] != "0" else "1")
+    cm = np.array(labels.confusion(base, store.label_events(base.dataset_id, base.target), "ann"))
+    assert cm.sum() == 2 and np.trace(cm) == 1
