@@ -54,7 +54,8 @@ def save(item: int, label) -> None:
         return
     st.session_state["label_clicks"] = st.session_state.get("label_clicks", 0) + 1
     st.session_state["label_saved"] = f"Stored: item {item} = {label if label is not None else 'skipped'}"
-    st.session_state["label_note"] = ""
+    st.session_state["label_note"] = ""  # note and features belong to this item only
+    st.session_state["label_used"] = []
     go(1)
 
 
