@@ -7,15 +7,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
-from datetime import date, datetime
-from decimal import Decimal
 from pathlib import Path
 
 from recipe_core import datasets, labels, profiles, queries, runs
 from recipe_core.config import MODELS, TrainConfig, load_settings
 from recipe_core.errors import RecipeError
+from recipe_core.jsonsafe import plain
 from recipe_core.store import KINDS, DatasetRecord, RunRecord, Store
 
 
@@ -30,25 +28,6 @@ def dataset_json(r: DatasetRecord) -> dict:
         "created_at": r.created_at,
         "notes": list(r.notes),
     }
-
-
-def plain(value):
-    """JSON-safe: NaN/inf become null, dates become ISO strings, numpy scalars become Python ones."""
-    if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, Decimal):
-        return float(value)
-    if isinstance(value, (datetime, date)):
-        return value.isoformat()
-    if isinstance(value, bytes):
-        return value.hex()
-    return value
 
 
 def cmd_ingest(args, settings, store) -> dict:

@@ -16,6 +16,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from recipe_core.errors import BadInput, NotFound, RecipeError
+from recipe_core.jsonsafe import plain
 
 KINDS = ("numeric", "categorical", "text", "boolean", "datetime")
 ACTIVE = ("queued", "running")  # a run is queued, running, then finished, failed or cancelled
@@ -529,19 +530,7 @@ def _finite(v) -> float | None:
 
 
 def _json(value) -> str:
-    # NaN/inf are not JSON: they are stored as null.
-    def clean(v):
-        if isinstance(v, dict):
-            return {str(k): clean(x) for k, x in v.items()}
-        if isinstance(v, (list, tuple)):
-            return [clean(x) for x in v]
-        if hasattr(v, "item") and not isinstance(v, (str, bytes)):
-            v = v.item()
-        if isinstance(v, float) and not math.isfinite(v):
-            return None
-        return v
-
-    return json.dumps(clean(value), ensure_ascii=False)
+    return json.dumps(plain(value), ensure_ascii=False)  # NaN/inf are not JSON: they are stored as null
 
 
 _RUN_JSON = ("config", "metrics", "checks")
