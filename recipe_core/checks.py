@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from recipe_core.train import flush_denormals, loss_fn, mean_loss, predict
+from recipe_core.train import flush_denormals, loss_fn, mean_loss, predict, train_mlp
 
 LOSS_AT_INIT_TOL = 0.02  # relative: the measured step-0 loss must be within 2% of the formula
 OVERFIT_N = 8  # examples in the batch to overfit
@@ -129,18 +129,9 @@ def batch_independence(model: nn.Module, X: torch.Tensor) -> dict:
 def capacity(make_model: Callable[[int], nn.Module], X: torch.Tensor, y: torch.Tensor, task: str, lr: float,
              widths: list[int], steps: int = CAPACITY_STEPS, tol: float = CAPACITY_TOL) -> dict:
     """Train each width on the same rows for the same steps: training loss must not rise as capacity grows."""
-    flush_denormals()
-    fn = loss_fn(task)
     losses = []
-    for width in widths:
-        model = make_model(width)
-        optimizer = torch.optim.Adam(model.parameters(), lr=lr, fused=True)
-        model.train()
-        for _ in range(steps):
-            loss = fn(model(X), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+    for width in widths:  # the app's own loop, one full batch per epoch
+        model = train_mlp(make_model(width), X, y, task, epochs=steps, batch_size=len(X), lr=lr)
         losses.append(mean_loss(model, X, y, task))
     rises = [i for i in range(1, len(losses)) if losses[i] > losses[i - 1] * (1 + tol) + 1e-9]
     ok = not rises
