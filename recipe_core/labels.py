@@ -231,7 +231,17 @@ def suspect_labels(base: Baseline, by: dict[str, dict[int, str]]) -> list[int]:
 
 def export_bytes(base: Baseline, events: list[LabelEvent], fmt: str = "csv") -> bytes:
     """Every current label with annotator, time and notes: CSV (formula cells neutralized) or Parquet."""
+    return _encode(table(base, events), fmt)
+
+
+def export(base: Baseline, events: list[LabelEvent], path: Path) -> int:
+    """Write the export to a file (.parquet: Parquet, else CSV); returns the number of labels written."""
     frame = table(base, events)
+    Path(path).write_bytes(_encode(frame, "parquet" if Path(path).suffix.lower() == ".parquet" else "csv"))
+    return len(frame)
+
+
+def _encode(frame: pd.DataFrame, fmt: str) -> bytes:
     buf = io.BytesIO()
     if fmt == "parquet":
         frame.to_parquet(buf, index=False)
@@ -240,12 +250,6 @@ def export_bytes(base: Baseline, events: list[LabelEvent], fmt: str = "csv") -> 
         frame.assign(**{c: frame[c].map(lambda v: neutralize(v) if isinstance(v, str) else v)
                         for c in text_columns}).to_csv(buf, index=False)
     return buf.getvalue()
-
-
-def export(base: Baseline, events: list[LabelEvent], path: Path) -> int:
-    """Write export_bytes to a file (.parquet: Parquet, else CSV); returns the number of labels."""
-    Path(path).write_bytes(export_bytes(base, events, "parquet" if Path(path).suffix.lower() == ".parquet" else "csv"))
-    return len(latest(events))
 
 
 # -- what the page shows -------------------------------------------------------------------------------------
