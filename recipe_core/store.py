@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 import sqlalchemy as sa
 
 from recipe_core.errors import BadInput, NotFound, RecipeError
@@ -114,20 +115,44 @@ runs_table = sa.Table(
     sa.Column("checks_json", sa.Text, nullable=False),
     sa.Column("parent_id", sa.String(32), nullable=True),
     sa.Column("hypothesis", sa.Text, nullable=False),
+    sa.Column("tags_json", sa.Text, nullable=False, server_default="[]"),
+    sa.Column("source", sa.String(40), nullable=False, server_default="app"),  # app, api, tensorboard, lightning
     sa.Index("runs_by_dataset", "dataset_id", "target"),
 )
 
-# One row per logged point: long histories stay queryable by run and metric without loading everything.
-metrics_table = sa.Table(
-    "metrics",
+# Metric points are stored in chunks: one row per (run, key) per write, holding that write's points as packed
+# arrays, plus the chunk's summary (last, min, max and their steps). Reading 100 runs x 100k points is then a few
+# thousand blob reads instead of ten million rows, and the runs table is computed from the summaries alone.
+_CHUNK_DTYPE = np.dtype([("step", "<i8"), ("value", "<f8"), ("epoch", "<f8"), ("wall_time", "<f8")])
+CHUNK_POINTS = 50_000  # a long write is split so no single blob grows without bound
+
+metric_chunks_table = sa.Table(
+    "metric_chunks",
     metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
     sa.Column("run_id", sa.String(32), nullable=False),
     sa.Column("key", sa.String(200), nullable=False),
-    sa.Column("step", sa.BigInteger, nullable=False),
-    sa.Column("value", sa.Float, nullable=True),  # NULL for NaN/inf, which not every backend stores
-    sa.Column("epoch", sa.Float, nullable=True),
-    sa.Column("wall_time", sa.Float, nullable=False),
-    sa.Index("metrics_by_run", "run_id", "key", "step"),
+    sa.Column("n", sa.Integer, nullable=False),
+    sa.Column("last_step", sa.BigInteger, nullable=False),  # the chunk's highest step
+    sa.Column("last_value", sa.Float, nullable=True),  # its value there (NULL when not finite)
+    sa.Column("min_value", sa.Float, nullable=True),
+    sa.Column("min_step", sa.BigInteger, nullable=True),
+    sa.Column("max_value", sa.Float, nullable=True),
+    sa.Column("max_step", sa.BigInteger, nullable=True),
+    sa.Column("points", sa.LargeBinary, nullable=False),  # _CHUNK_DTYPE records, little-endian
+    sa.Index("metric_chunks_by_run", "run_id", "key", "id"),
+)
+
+# Notes and comments on runs, visible to the whole team.
+comments_table = sa.Table(
+    "comments",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),  # client-made: a resend stores nothing new
+    sa.Column("run_id", sa.String(32), nullable=False),
+    sa.Column("author", sa.Text, nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Index("comments_by_run", "run_id", "at"),
 )
 
 artifacts_table = sa.Table(
@@ -210,10 +235,45 @@ class RunRecord:
     checks: dict = field(default_factory=dict)  # {name: {"ok": bool|None, ...}}
     parent_id: str | None = None
     hypothesis: str = ""
+    tags: tuple[str, ...] = ()
+    source: str = "app"  # where the run came from: app, api, tensorboard, lightning
 
     @property
     def active(self) -> bool:
         return self.status in ACTIVE
+
+
+@dataclass(frozen=True)
+class History:
+    """Every stored point of one metric of one run, ordered by step (ties in logging order)."""
+    step: np.ndarray  # int64
+    value: np.ndarray  # float64; NaN where the logged value was not finite
+    epoch: np.ndarray  # float64; NaN where no epoch was logged
+    wall_time: np.ndarray  # float64, unix seconds
+
+    def __len__(self) -> int:
+        return len(self.step)
+
+
+@dataclass(frozen=True)
+class MetricSummary:
+    """What the runs table shows of one metric of one run, computed from the chunk summaries alone."""
+    n: int
+    last_step: int
+    last: float | None  # the value at the highest step
+    min: float | None
+    min_step: int | None
+    max: float | None
+    max_step: int | None
+
+
+@dataclass(frozen=True)
+class Comment:
+    id: str
+    run_id: str
+    author: str
+    text: str
+    at: float
 
 
 def new_id() -> str:
@@ -356,7 +416,7 @@ class Store:
         """Set fields of a run; with only_if_active, a run that already ended is left as it is (returns False)."""
         values = {}
         for name, value in fields.items():
-            if name in ("metrics", "checks", "config"):
+            if name in _RUN_JSON:
                 values[f"{name}_json"] = _json(value)
             else:
                 values[name] = value
@@ -373,25 +433,93 @@ class Store:
     def log_metrics(self, run_id: str, points: list[tuple], progress: float | None = None) -> bool:
         """Append points (key, step, value, epoch, wall_time) and mark the run alive (with its progress), in one
         transaction: one round trip per batch. Returns whether a cancel was requested, for the job to stop."""
-        rows = [{"run_id": run_id, "key": k, "step": int(s), "value": _finite(v),
-                 "epoch": None if e is None else float(e), "wall_time": float(w)} for k, s, v, e, w in points]
+        by_key: dict[str, list[tuple]] = {}
+        for key, step, value, epoch, wall in points:
+            by_key.setdefault(str(key), []).append((step, _float(value), _float(epoch), wall))
+        rows = [row for key, pts in by_key.items() for row in _chunk_rows(run_id, key, np.array(pts, _CHUNK_DTYPE))]
         alive = {"heartbeat": time.time()} if progress is None else {"heartbeat": time.time(), "progress": progress}
         t = runs_table
         with self.engine.begin() as conn:
             if rows:
-                conn.execute(metrics_table.insert(), rows)
+                conn.execute(metric_chunks_table.insert(), rows)
             conn.execute(t.update().where(t.c.id == run_id).values(**alive))
             return bool(conn.execute(sa.select(t.c.cancel_requested).where(t.c.id == run_id)).scalar())
 
-    def metric_history(self, run_ids: list[str], keys: list[str] | None = None) -> list[tuple]:
-        """Every stored point of these runs: (run_id, key, step, value, epoch, wall_time), ordered by step."""
-        t = metrics_table
-        q = sa.select(t.c.run_id, t.c.key, t.c.step, t.c.value, t.c.epoch, t.c.wall_time).where(
-            t.c.run_id.in_(list(run_ids))).order_by(t.c.run_id, t.c.key, t.c.step, t.c.wall_time)
-        if keys is not None:
-            q = q.where(t.c.key.in_(list(keys)))
+    def log_arrays(self, run_id: str, key: str, step, value, epoch=None, wall_time=None) -> int:
+        """Append a whole series at once (importers, the Python API's batches); returns the points written."""
+        pts = np.zeros(len(step), _CHUNK_DTYPE)
+        pts["step"], pts["value"] = step, value
+        pts["epoch"] = np.nan if epoch is None else epoch
+        pts["wall_time"] = time.time() if wall_time is None else wall_time
+        with self.engine.begin() as conn:
+            rows = _chunk_rows(run_id, key, pts)
+            if rows:
+                conn.execute(metric_chunks_table.insert(), rows)
+        return len(pts)
+
+    def histories(self, run_ids: list[str], key: str) -> dict[str, History]:
+        """One metric of several runs, every stored point, as arrays ordered by step; runs without it are absent."""
+        t = metric_chunks_table
+        q = (sa.select(t.c.run_id, t.c.points).where(t.c.run_id.in_(list(run_ids)), t.c.key == key)
+             .order_by(t.c.run_id, t.c.id))
+        parts: dict[str, list[bytes]] = {}
         with self.engine.connect() as conn:
-            return [tuple(r) for r in conn.execute(q)]
+            for run_id, blob in conn.execute(q):
+                parts.setdefault(run_id, []).append(bytes(blob))
+        out = {}
+        for run_id, blobs in parts.items():
+            pts = np.frombuffer(b"".join(blobs), _CHUNK_DTYPE)
+            pts = pts[np.argsort(pts["step"], kind="stable")]
+            out[run_id] = History(step=pts["step"].copy(), value=pts["value"].copy(), epoch=pts["epoch"].copy(),
+                                  wall_time=pts["wall_time"].copy())
+        return out
+
+    def metric_history(self, run_ids: list[str], keys: list[str] | None = None) -> list[tuple]:
+        """Every stored point of these runs: (run_id, key, step, value, epoch, wall_time), ordered by run, key and
+        step; NaN values and missing epochs come back as None."""
+        summaries = self.metric_summaries(run_ids)
+        wanted = sorted({k for per_run in summaries.values() for k in per_run if keys is None or k in keys})
+        out = []
+        for key in wanted:
+            for run_id, h in self.histories(run_ids, key).items():
+                out += [(run_id, key, int(s), _float_or_none(v), _float_or_none(e), float(w))
+                        for s, v, e, w in zip(h.step, h.value, h.epoch, h.wall_time)]
+        return sorted(out, key=lambda p: (p[0], p[1]))  # stable: steps stay in order within a run and key
+
+    def metric_summaries(self, run_ids: list[str] | None = None) -> dict[str, dict[str, MetricSummary]]:
+        """{run_id: {key: summary}} from the chunk summaries, without reading a single point."""
+        t = metric_chunks_table
+        q = sa.select(t.c.run_id, t.c.key, t.c.n, t.c.last_step, t.c.last_value, t.c.min_value, t.c.min_step,
+                      t.c.max_value, t.c.max_step).order_by(t.c.id)
+        if run_ids is not None:
+            q = q.where(t.c.run_id.in_(list(run_ids)))
+        acc: dict[tuple, list] = {}
+        with self.engine.connect() as conn:
+            for r in conn.execute(q):
+                acc.setdefault((r.run_id, r.key), []).append(r)
+        out: dict[str, dict[str, MetricSummary]] = {}
+        for (run_id, key), chunks in acc.items():
+            last = max(chunks, key=lambda c: c.last_step)  # the latest chunk wins a tie (max keeps the first)
+            last = [c for c in chunks if c.last_step == last.last_step][-1]
+            lo = min((c for c in chunks if c.min_value is not None), key=lambda c: c.min_value, default=None)
+            hi = max((c for c in chunks if c.max_value is not None), key=lambda c: c.max_value, default=None)
+            out.setdefault(run_id, {})[key] = MetricSummary(
+                n=sum(c.n for c in chunks), last_step=int(last.last_step), last=last.last_value,
+                min=None if lo is None else lo.min_value, min_step=None if lo is None else int(lo.min_step),
+                max=None if hi is None else hi.max_value, max_step=None if hi is None else int(hi.max_step))
+        return out
+
+    def compact_metrics(self, run_id: str) -> None:
+        """Rewrite a finished run's many small chunks (one per flush) as few large ones, in one transaction."""
+        t = metric_chunks_table
+        with self.engine.begin() as conn:
+            keys = [k for (k,) in conn.execute(sa.select(t.c.key).where(t.c.run_id == run_id)
+                                               .group_by(t.c.key).having(sa.func.count() > 1))]
+            for key in keys:
+                where = (t.c.run_id == run_id) & (t.c.key == key)
+                blobs = [bytes(b) for (b,) in conn.execute(sa.select(t.c.points).where(where).order_by(t.c.id))]
+                conn.execute(t.delete().where(where))
+                conn.execute(t.insert(), _chunk_rows(run_id, key, np.frombuffer(b"".join(blobs), _CHUNK_DTYPE)))
 
     def put_artifact(self, run_id: str, name: str, data: bytes) -> None:
         t = artifacts_table
@@ -437,6 +565,24 @@ class Store:
                                annotator=r.annotator, label=r.label, note=r.note,
                                features=tuple(json.loads(r.features_json)), at=float(r.at)) for r in conn.execute(q)]
 
+    # -- comments -------------------------------------------------------------------------------
+    def add_comment(self, comment: Comment) -> Comment:
+        """Store a note on a run; a resend of the same id stores nothing new."""
+        comment = replace(comment, at=comment.at or time.time())
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(comments_table.insert().values(**asdict(comment)))
+        except sa.exc.IntegrityError:
+            pass
+        return comment
+
+    def comments(self, run_ids: list[str]) -> list[Comment]:
+        t = comments_table
+        q = sa.select(t).where(t.c.run_id.in_(list(run_ids))).order_by(t.c.at, t.c.id)
+        with self.engine.connect() as conn:
+            return [Comment(id=r.id, run_id=r.run_id, author=r.author, text=r.text, at=float(r.at))
+                    for r in conn.execute(q)]
+
     def _has_label_event(self, event_id: str) -> bool:
         t = labels_table
         with self.engine.connect() as conn:
@@ -471,10 +617,45 @@ def _create_tables(engine: sa.Engine, attempts: int = 5) -> None:
     for attempt in range(attempts):
         try:
             metadata.create_all(engine)
+            _add_new_columns(engine)
+            _migrate_metric_rows(engine)
             return
         except sa.exc.DatabaseError:
             if attempt == attempts - 1:
                 raise
+
+
+def _add_new_columns(engine: sa.Engine) -> None:
+    """A store made by an older version gets the columns added since (each has a server default)."""
+    inspector = sa.inspect(engine)
+    for table in metadata.sorted_tables:
+        present = {c["name"] for c in inspector.get_columns(table.name)}
+        for col in table.columns:
+            if col.name not in present:
+                kind = col.type.compile(dialect=engine.dialect)
+                default = col.server_default.arg if col.server_default is not None else ""
+                with engine.begin() as conn:
+                    conn.execute(sa.text(f"ALTER TABLE {table.name} ADD COLUMN {col.name} {kind} "
+                                         f"NOT NULL DEFAULT '{default}'"))
+
+
+def _migrate_metric_rows(engine: sa.Engine) -> None:
+    """Older stores kept one row per point in a table `metrics`: move them into chunks, then drop that table, in
+    one transaction (a racing process finds the table gone)."""
+    if not sa.inspect(engine).has_table("metrics"):
+        return
+    old = sa.Table("metrics", sa.MetaData(), autoload_with=engine)
+    with engine.begin() as conn:
+        rows = conn.execute(sa.select(old.c.run_id, old.c.key, old.c.step, old.c.value, old.c.epoch, old.c.wall_time)
+                            .order_by(old.c.run_id, old.c.key, old.c.step)).all()
+        by_series: dict[tuple, list] = {}
+        for run_id, key, step, value, epoch, wall in rows:
+            by_series.setdefault((run_id, key), []).append((step, _float(value), _float(epoch), wall))
+        chunks = [row for (run_id, key), pts in by_series.items()
+                  for row in _chunk_rows(run_id, key, np.array(pts, _CHUNK_DTYPE))]
+        if chunks:
+            conn.execute(metric_chunks_table.insert(), chunks)
+        conn.execute(sa.text("DROP TABLE metrics"))
 
 
 def _free_name(conn: sa.Connection, wanted: str) -> str:
@@ -524,16 +705,46 @@ def _dataset_record(row) -> DatasetRecord:
     )
 
 
-def _finite(v) -> float | None:
-    v = None if v is None else float(v)
-    return v if v is not None and math.isfinite(v) else None
+def _float(v) -> float:
+    return math.nan if v is None else float(v)
+
+
+def _float_or_none(v) -> float | None:
+    v = float(v)
+    return v if math.isfinite(v) else None
+
+
+def _chunk_rows(run_id: str, key: str, pts: np.ndarray) -> list[dict]:
+    """Store rows for points of one key: their packed arrays and each chunk's summary. Infinities are stored as
+    NaN: a value that is not finite has no place on a curve, and not every backend stores it."""
+    rows = []
+    for start in range(0, len(pts), CHUNK_POINTS):
+        part = pts[start:start + CHUNK_POINTS].copy()
+        part["value"][~np.isfinite(part["value"])] = np.nan
+        part["epoch"][~np.isfinite(part["epoch"])] = np.nan
+        values, steps = part["value"], part["step"]
+        last = int(np.flatnonzero(steps == steps.max())[-1])
+        finite = np.isfinite(values)
+        lo = hi = None
+        if finite.any():
+            masked = np.where(finite, values, np.inf)
+            lo = int(np.argmin(masked))
+            hi = int(np.argmax(np.where(finite, values, -np.inf)))
+        rows.append({"run_id": run_id, "key": key, "n": len(part), "last_step": int(steps[last]),
+                     "last_value": _float_or_none(values[last]),
+                     "min_value": None if lo is None else float(values[lo]),
+                     "min_step": None if lo is None else int(steps[lo]),
+                     "max_value": None if hi is None else float(values[hi]),
+                     "max_step": None if hi is None else int(steps[hi]),
+                     "points": part.astype(_CHUNK_DTYPE, copy=False).tobytes()})
+    return rows
 
 
 def _json(value) -> str:
     return json.dumps(plain(value), ensure_ascii=False)  # NaN/inf are not JSON: they are stored as null
 
 
-_RUN_JSON = ("config", "metrics", "checks")
+_RUN_JSON = ("config", "metrics", "checks", "tags")
 
 
 def _run_row(r: RunRecord) -> dict:
@@ -547,5 +758,6 @@ def _run_record(row) -> RunRecord:
     m = dict(row._mapping)
     for name in _RUN_JSON:
         m[name] = json.loads(m.pop(f"{name}_json"))
+    m["tags"] = tuple(m["tags"])
     m["cancel_requested"] = bool(m["cancel_requested"])
     return RunRecord(**m)

@@ -207,3 +207,61 @@ def test_label_events_are_idempotent_and_ordered(store_url):
     assert [e.event_id for e in events] == ["e0", "e1", "e2"]
     assert events[0].features == ("ears",) and events[2].label is None
     assert s.label_events("d1", "other") == []
+
+
+def test_histories_and_summaries_from_chunks(store_url):
+    import numpy as np
+
+    s = Store(store_url)
+    run = s.add_run(a_run(tags=("baseline", "wd")))
+    assert s.get_run(run.id).tags == ("baseline", "wd") and s.get_run(run.id).source == "app"
+    s.log_metrics(run.id, [("val_loss", i, 5.0 - i, None, 1.0) for i in range(3)])  # 5, 4, 3
+    s.log_arrays(run.id, "val_loss", np.arange(3, 6), np.array([0.5, float("inf"), 2.0]), wall_time=2.0)
+    s.log_metrics(run.id, [("val_loss", 1, 9.0, None, 3.0)])  # a step logged again, later: kept, after the first
+    h = s.histories([run.id, "other"], "val_loss")[run.id]
+    assert list(h.step) == [0, 1, 1, 2, 3, 4, 5] and len(h) == 7
+    assert list(h.value[:3]) == [5.0, 4.0, 9.0] and np.isnan(h.value[5]) and np.isnan(h.epoch).all()
+    summary = s.metric_summaries([run.id])[run.id]["val_loss"]
+    assert (summary.n, summary.last_step, summary.last) == (7, 5, 2.0)
+    assert (summary.min, summary.min_step, summary.max, summary.max_step) == (0.5, 3, 9.0, 1)
+    s.compact_metrics(run.id)
+    again = s.histories([run.id], "val_loss")[run.id]
+    assert list(again.step) == list(h.step) and np.array_equal(again.value, h.value, equal_nan=True)
+    assert s.metric_summaries([run.id])[run.id]["val_loss"] == summary
+
+
+def test_comments_are_kept_in_order_once(store_url):
+    from recipe_core.store import Comment
+
+    s = Store(store_url)
+    s.add_comment(Comment("c2", "r1", "bob", "second", at=2.0))
+    s.add_comment(Comment("c1", "r1", "ann", "dropout 0.2 <b>closed</b> the gap", at=1.0))
+    s.add_comment(Comment("c1", "r1", "ann", "dropout 0.2 <b>closed</b> the gap", at=1.0))  # resent
+    assert [(c.author, c.text) for c in s.comments(["r1"])] == [("ann", "dropout 0.2 <b>closed</b> the gap"),
+                                                                 ("bob", "second")]
+
+
+def test_an_older_store_gets_new_columns_and_its_points_moved(tmp_path):
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:  # the layout of the previous version: no tags or source, one row per point
+        conn.execute(sa.text(
+            "CREATE TABLE runs (id VARCHAR(32) PRIMARY KEY, name TEXT NOT NULL, dataset_id VARCHAR(64), target TEXT,"
+            " split_id VARCHAR(32), model VARCHAR(64) NOT NULL, task VARCHAR(32), seed INTEGER, config_json TEXT NOT"
+            " NULL, code_version VARCHAR(64) NOT NULL, author TEXT NOT NULL, status VARCHAR(16) NOT NULL, reason TEXT"
+            " NOT NULL, progress FLOAT NOT NULL, cancel_requested BOOLEAN NOT NULL, host TEXT NOT NULL, pid INTEGER,"
+            " created_at VARCHAR(40) NOT NULL, started_at VARCHAR(40), finished_at VARCHAR(40), heartbeat FLOAT,"
+            " metrics_json TEXT NOT NULL, checks_json TEXT NOT NULL, parent_id VARCHAR(32), hypothesis TEXT NOT NULL)"))
+        conn.execute(sa.text(
+            "INSERT INTO runs VALUES ('r1', 'old', NULL, NULL, NULL, 'mlp', NULL, 0, '{}', '', 'ann', 'finished', '',"
+            " 1.0, 0, '', NULL, '2026-01-01', NULL, NULL, NULL, '{}', '{}', NULL, '')"))
+        conn.execute(sa.text("CREATE TABLE metrics (run_id VARCHAR(32), key VARCHAR(200), step BIGINT, value FLOAT,"
+                             " epoch FLOAT, wall_time FLOAT)"))
+        conn.execute(sa.text("INSERT INTO metrics VALUES ('r1', 'loss', 1, 0.5, NULL, 1.0),"
+                             " ('r1', 'loss', 0, NULL, 0.0, 0.5)"))
+    engine.dispose()
+    s = Store(url)
+    run = s.get_run("r1")
+    assert run.tags == () and run.source == "app"
+    assert s.metric_history(["r1"]) == [("r1", "loss", 0, None, 0.0, 0.5), ("r1", "loss", 1, 0.5, None, 1.0)]
+    assert not sa.inspect(s.engine).has_table("metrics")
