@@ -79,7 +79,8 @@ def cmd_set_type(args, settings, store) -> dict:
 def run_json(r: RunRecord, datasets_by_id: dict | None = None) -> dict:
     out = {"run_id": r.id, "name": r.name, "dataset": r.dataset_id, "target": r.target, "model": r.model,
            "seed": r.seed, "task": r.task, "status": r.status, "metrics": r.metrics, "checks": r.checks,
-           "author": r.author, "created_at": r.created_at}
+           "author": r.author, "created_at": r.created_at, "source": r.source, "parent": r.parent_id,
+           "hypothesis": r.hypothesis, "tags": list(r.tags)}
     if r.reason:
         out["reason"] = r.reason
     if datasets_by_id and r.dataset_id in datasets_by_id:
@@ -140,6 +141,41 @@ def cmd_labels_export(args, settings, store) -> dict:
     base = _labels_base(args, settings, store)
     n = labels.export(base, store.label_events(base.dataset_id, base.target), Path(args.file))
     return {"exported": n, "file": args.file}
+
+
+def cmd_import(args, settings, store) -> dict:
+    from recipe_core import importers
+
+    path = Path(args.path)
+    if not path.exists():
+        raise RecipeError(f"no such file or directory: {args.path}")
+    return {"runs": importers.import_path(store, path, author=args.author)}
+
+
+def cmd_history(args, settings, store) -> dict:
+    run = store.get_run(args.run_id)
+    history = store.histories([run.id], args.metric).get(run.id)
+    if history is None:
+        logged = sorted(store.metric_summaries([run.id]).get(run.id, {}))
+        raise RecipeError(f"run {run.id} has no metric {args.metric!r}; it logged: {', '.join(logged) or 'nothing'}")
+    return {"run_id": run.id, "metric": args.metric,
+            "points": [[int(s), plain(float(v))] for s, v in zip(history.step, history.value)]}
+
+
+def cmd_plot(args, settings, store) -> dict:
+    from recipe_core import comparison
+    from recipe_core.chart import ChartSpec
+
+    out = Path(args.out)
+    fmt = out.suffix.lower().lstrip(".")
+    if fmt not in ("json", "html", "png"):
+        raise RecipeError(f"--out must end in .json, .html or .png, not {out.name!r}")
+    spec = ChartSpec(metric=args.metric, x=args.x, log_y=args.log_y, smoothing=args.smoothing,
+                     group_seeds=args.group_seeds)
+    fig, counts, runs = comparison.figure(settings, store, args.run_ids, spec)
+    data = comparison.figure_bytes(fig, fmt)
+    out.write_bytes(data)
+    return {"file": str(out), "bytes": len(data), "runs": [r.id for r in runs], **counts}
 
 
 def _user() -> str:
@@ -208,6 +244,26 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--target", help="only runs of this target")
     s.set_defaults(run=cmd_runs)
 
+    s = sub.add_parser("import", help="runs from TensorBoard event directories or Lightning CSVLogger logs")
+    s.add_argument("path", help="a directory (searched recursively) or one events file / metrics.csv")
+    s.add_argument("--author", help="default: the login name")
+    s.set_defaults(run=cmd_import)
+
+    s = sub.add_parser("history", help="every stored point of one metric of a run")
+    s.add_argument("run_id")
+    s.add_argument("--metric", required=True)
+    s.set_defaults(run=cmd_history)
+
+    s = sub.add_parser("plot", help="the Compare page's figure of runs, to .json (plotly), .html or .png")
+    s.add_argument("run_ids", nargs="+", metavar="RUN_ID")
+    s.add_argument("--metric", required=True)
+    s.add_argument("--out", required=True, help="FILE.json, FILE.html or FILE.png")
+    s.add_argument("--x", choices=("step", "epoch", "wall_time"), default="step")
+    s.add_argument("--smoothing", choices=("none", "ema", "window"), default="ema")
+    s.add_argument("--log-y", action="store_true")
+    s.add_argument("--group-seeds", action="store_true", help="runs differing only in seed: mean and band")
+    s.set_defaults(run=cmd_plot)
+
     labels_parser = sub.add_parser("labels", help="the human baseline: sample, add, import, summary, export")
     lab = labels_parser.add_subparsers(dest="labels_command", required=True, parser_class=_Parser)
 
@@ -256,6 +312,13 @@ def show(command: str, out) -> str:
         return "\n".join(lines)
     if command == "labels":
         return _show_labels(out)
+    if command == "import":
+        return "\n".join(f"{r['run_id']}  {r['name']}  " + ("(already imported) " if r.get("already") else "")
+                         + ", ".join(f"{k} {n:,}" for k, n in r["metrics"].items()) for r in out["runs"])
+    if command == "history":
+        return "\n".join(f"{s}\t{v}" for s, v in out["points"])
+    if command == "plot":
+        return f"wrote {out['file']} ({out['bytes']:,} bytes, {out['shown']:,} of {out['total']:,} points shown)"
     if command == "train":
         lines = [f"run {out['run_id']} {out['status']} ({out['model']}, {out['task']}, seed {out['seed']})"]
         lines += [f"  {k} {v:.4g}" for k, v in out["metrics"].items() if isinstance(v, (int, float))]
@@ -263,7 +326,7 @@ def show(command: str, out) -> str:
         return "\n".join(lines)
     if command == "runs":
         return "\n".join(f"{r['run_id']}  {r['status']:<9} {r['model']:<6} seed {r['seed']}  "
-                         f"{r.get('dataset_name', r['dataset'])} -> {r['target']}  "
+                         f"{r.get('dataset_name', r['dataset'] or r['name'])} -> {r['target'] or '-'}  "
                          f"val_loss {r['metrics'].get('val_loss', float('nan')):.4g}" for r in out) or "no runs"
     return json.dumps(out)
 

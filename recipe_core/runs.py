@@ -504,6 +504,7 @@ def _end(store: Store, rec: Recorder, run_id: str, status: str, reason: str) -> 
         store.log_metrics(run_id, rec.points)  # every point logged before the end is kept
     finally:
         store.update_run(run_id, only_if_active=True, status=status, reason=reason, finished_at=now_iso())
+        store.compact_metrics(run_id)
 
 
 def _execute(settings: Settings, store: Store, run: RunRecord, rec: Recorder) -> None:
@@ -558,6 +559,7 @@ def _train_and_check(settings: Settings, store: Store, run: RunRecord, rec: Reco
     rec.points = []
     store.update_run(run.id, only_if_active=True, status="finished", metrics=metrics, checks=found, progress=1.0,
                      finished_at=now_iso())
+    store.compact_metrics(run.id)  # one chunk per metric instead of one per flush: faster to read on Compare
 
 
 def _same_run_before(store: Store, run: RunRecord, split_id: str) -> RunRecord | None:

@@ -273,7 +273,7 @@ class Comment:
     run_id: str
     author: str
     text: str
-    at: float
+    at: float = 0.0  # unix time; set when stored
 
 
 def new_id() -> str:
