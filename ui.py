@@ -11,7 +11,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from recipe_core import datasets, labels, profiles, queries, runs
+from recipe_core import comparison, datasets, labels, profiles, queries, runs
 from recipe_core.config import Settings, load_settings
 from recipe_core.errors import RecipeError
 from recipe_core.store import DatasetRecord, Store
@@ -149,6 +149,77 @@ def run_artifact(sel: Selection, run, name: str):
     if run.active:
         return sel.store.get_json(run.id, name)
     return _finished_artifact(sel.store.url, run.id, name)
+
+
+# -- runs on the Compare page ----------------------------------------------------------------------
+@st.cache_data(show_spinner=False, ttl=2.0)
+def _metric_summaries(url: str) -> dict:
+    return _store(url).metric_summaries()
+
+
+def metric_summaries(sel: Selection) -> dict:
+    """{run_id: {metric: MetricSummary}} of every run; at most 2 s old, so live runs move on the page."""
+    return _metric_summaries(sel.store.url)
+
+
+def runs_changed() -> None:
+    """Call after runs were added (an import): the table must show them at once."""
+    _metric_summaries.clear()
+
+
+@st.cache_resource(show_spinner="Reading the histories…", max_entries=8)
+def _histories(url: str, run_ids: tuple, metric: str, version: tuple) -> dict:
+    return _store(url).histories(list(run_ids), metric)
+
+
+def histories(sel: Selection, run_ids: list[str], metric: str) -> dict:
+    """Every stored point of one metric of these runs, read again only when a run logged more points."""
+    summaries = metric_summaries(sel)
+    version = tuple(getattr(summaries.get(i, {}).get(metric), "n", 0) for i in run_ids)
+    return _histories(sel.store.url, tuple(run_ids), metric, version)
+
+
+def x_extent(sel: Selection, run_ids: list[str], metric: str, x: str) -> tuple[float, float] | None:
+    """The range of the x axis over these runs' points (wall time: seconds since each run's first point)."""
+    return comparison.x_extent(histories(sel, run_ids, metric), x)
+
+
+def comparison_figure(sel: Selection, run_ids: list[str], spec):
+    fig, counts, _ = comparison.figure(sel.settings, sel.store, run_ids, spec,
+                                       histories=histories(sel, run_ids, spec.metric))
+    return fig, counts
+
+
+def histories_export(sel: Selection, run_ids: list[str], fmt: str) -> bytes:
+    """Every stored point of every metric of these runs (never downsampled)."""
+    summaries = sel.store.metric_summaries(run_ids)
+    keys = sorted({k for per_run in summaries.values() for k in per_run})
+    frame = comparison.histories_frame(comparison.selected_runs(sel.store, run_ids),
+                                       comparison.load_histories(sel.store, run_ids, keys))
+    return comparison.export_bytes(frame, fmt)
+
+
+def figure_export(sel: Selection, run_ids: list[str], spec, fmt: str) -> bytes:
+    fig, _ = comparison_figure(sel, run_ids, spec)
+    return comparison.figure_bytes(fig, fmt)
+
+
+def sync_query_params(params: dict[str, str], owned: tuple[str, ...]) -> None:
+    """Make the URL carry exactly these of the page's own keys (other keys, like the dataset, are left alone)."""
+    for key in owned:
+        if key in st.query_params and key not in params:
+            del st.query_params[key]
+    for key, value in params.items():
+        if st.query_params.get(key) != value:
+            st.query_params[key] = value
+
+
+_MARKDOWN_SPECIAL = set("\\`*_{}[]()<>#+-.!|~:$")
+
+
+def plain_text(value) -> str:
+    """Text from users or data, shown literally inside st.markdown (no links, emphasis or colour directives)."""
+    return "".join("\\" + ch if ch in _MARKDOWN_SPECIAL else ch for ch in str(value))
 
 
 def catalog_changed() -> None:

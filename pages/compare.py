@@ -1,8 +1,260 @@
-"""Compare page (not built yet)."""
+"""Compare page: loss curves of many runs side by side, what changed between runs and what it did, shared with a
+team through one store (recipe step 3). The view lives in the URL, so a copied link shows a teammate the same chart.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import replace
+
 import streamlit as st
 
 import ui
+from recipe_core import comparison
+from recipe_core.chart import ChartSpec
+from recipe_core.errors import RecipeError
+from recipe_core.store import Comment, new_id
 
 sel = ui.sidebar()
 st.title("Compare")
-st.info("Step 3 of the recipe: loss curves of many runs side by side, what changed between runs and what it did, shared with a team. It is coming next; the Data page is ready now.")
+store = sel.store
+
+VIEW = "cmp_view"  # plain session key: the view (survives a visit to another page; mirrored in the URL)
+RUNS = "cmp_runs"  # widget: the runs on the chart
+AXES = {"step": "step", "epoch": "epoch", "wall_time": "wall time"}
+SMOOTHING = {"none": "none", "ema": "EMA", "window": "moving window"}
+BANDS = {"minmax": "min-max", "std": "± std"}
+
+all_runs = store.list_runs()
+if not all_runs:
+    st.info("No runs yet. Train one on the Train page, log one from a script "
+            "(`import recipe_core as rc; with rc.start_run(name=..., config={...}) as run: run.log(step, loss=...)`), "
+            "or import TensorBoard or Lightning logs below.")
+by_id = {r.id: r for r in all_runs}
+dataset_names = {d.id: d.name for d in store.list_datasets()}
+summaries = ui.metric_summaries(sel)
+
+# The view: from this session, else from the URL (first visit or a shared link).
+if VIEW not in st.session_state:
+    st.session_state[VIEW] = comparison.view_from_params(st.query_params.to_dict())
+view: comparison.View = st.session_state[VIEW]
+st.session_state.setdefault(RUNS, [i for i in view.runs if i in by_id])
+for missing in [i for i in view.runs if i not in by_id]:
+    st.warning(f"Run {missing} from the link is not in this store (deleted, or another store).")
+
+
+def set_runs(ids: list[str]) -> None:
+    """Before the runs widget is drawn (buttons above it, callbacks); after it, use PENDING and rerun."""
+    st.session_state[RUNS] = list(dict.fromkeys(ids))
+
+
+PENDING = "cmp_pending_runs"
+if PENDING in st.session_state:
+    set_runs(st.session_state.pop(PENDING))
+
+
+# -- the runs table ------------------------------------------------------------------------------------
+frame = comparison.runs_frame(all_runs, summaries, dataset_names)
+keys = comparison.metric_keys(frame)
+with st.expander("Filter runs", expanded=False):
+    c = st.columns(4)
+    text = c[0].text_input("Search", placeholder="name, hypothesis, tag, config…", key="cmp_search", max_chars=200)
+    choices = {name: sorted(frame[name].dropna().unique().tolist()) if name in frame else []
+               for name in ("status", "model", "author", "source", "dataset")}
+    tags = sorted({t for r in all_runs for t in r.tags})
+    picked = {name: c[1 + i % 3].multiselect(name.capitalize(), choices[name], key=f"cmp_f_{name}")
+              for i, name in enumerate(choices)}
+    picked_tags = c[3].multiselect("Tags", tags, key="cmp_f_tags")
+    c = st.columns(4)
+    rank_metric = c[0].selectbox("Rank by metric (its best value)", ["(none)"] + keys, key="cmp_rank")
+    lo = c[1].number_input("at least", value=None, key="cmp_lo", format="%g")
+    hi = c[2].number_input("at most", value=None, key="cmp_hi", format="%g")
+    top_n = c[3].number_input("Top N", min_value=1, max_value=1000, value=5, key="cmp_topn")
+run_filter = comparison.RunFilter(
+    text=text, tags=tuple(picked_tags), metric="" if rank_metric == "(none)" else rank_metric, lo=lo, hi=hi,
+    **{name: tuple(values) for name, values in picked.items()})
+try:
+    shown = comparison.filter_runs(frame, run_filter, {r.id: r.config for r in all_runs})
+except RecipeError as e:
+    ui.show_error(e)
+    shown = frame.iloc[:0]
+
+b = st.columns([1, 1, 1, 3])
+if b[0].button(f"Top {top_n} by {run_filter.metric or 'a metric'}", disabled=not run_filter.metric,
+               help="Pick a metric to rank by in the filters"):
+    set_runs(comparison.filter_runs(frame, replace(run_filter, top_n=int(top_n)))["id"].tolist())
+if b[1].button("Chart all shown", disabled=shown.empty):
+    set_runs(shown["id"].tolist()[: comparison.MAX_URL_RUNS])
+if b[2].button("Clear chart", disabled=not st.session_state[RUNS]):
+    set_runs([])
+b[3].caption(f"{len(shown):,} of {len(frame):,} runs · select rows to chart them")
+
+
+def _rows_selected() -> None:
+    rows = st.session_state["cmp_table"].selection.rows
+    set_runs(shown["id"].iloc[rows].tolist())
+
+
+focus = run_filter.metric or ("val_loss" if "val_loss" in keys else (keys[0] if keys else ""))
+columns = ["name", "status", "model", "dataset", "target", "author", "tags", "source", "created"]
+columns += [col for col in (comparison.final_column(focus), comparison.best_column(focus),
+                            comparison.best_step_column(focus)) if col in shown]
+columns += [col for key in keys if key != focus for col in (comparison.final_column(key),) if col in shown]
+columns += ["parent", "hypothesis", "id"]
+st.dataframe(shown[[c for c in columns if c in shown]], key="cmp_table", on_select=_rows_selected,
+             selection_mode="multi-row", hide_index=True, width="stretch", height=300,
+             column_config={"created": st.column_config.TextColumn("created (UTC)")})
+
+# -- the chart -------------------------------------------------------------------------------------
+st.multiselect("Runs on the chart", list(by_id), key=RUNS, max_selections=comparison.MAX_URL_RUNS,
+               format_func=lambda i: f"{by_id[i].name} · {by_id[i].model} · {i[:6]}")
+chosen = [by_id[i] for i in st.session_state[RUNS] if i in by_id]
+logged = sorted({k for r in chosen for k in summaries.get(r.id, {})})
+spec = view.spec
+if logged and spec.metric not in logged:
+    spec = replace(spec, metric="val_loss" if "val_loss" in logged else logged[0])
+
+c = st.columns([2, 2, 1, 1, 2, 2])
+metric = c[0].selectbox("Metric", logged or [spec.metric], index=(logged or [spec.metric]).index(spec.metric),
+                        key=f"cmp_metric")
+x = c[1].segmented_control("x axis", list(AXES), format_func=AXES.get, default=spec.x, key="cmp_x") or "step"
+log_x = c[2].toggle("log x", value=spec.log_x, key="cmp_logx")
+log_y = c[3].toggle("log y", value=spec.log_y, key="cmp_logy")
+smoothing = c[4].segmented_control("Smoothing", list(SMOOTHING), format_func=SMOOTHING.get, default=spec.smoothing,
+                                   key="cmp_smooth") or "none"
+if smoothing == "ema":
+    ema_weight = c[5].slider("EMA weight", 0.0, 0.99, spec.ema_weight, 0.01, key="cmp_ema",
+                             help="Debiased at the start, like TensorBoard; applied after downsampling")
+    window = spec.window
+else:
+    window = int(c[5].number_input("Window (points)", 1, 10_000, spec.window, key="cmp_window",
+                                   disabled=smoothing != "window"))
+    ema_weight = spec.ema_weight
+config_keys = sorted({k for r in chosen for k, v in r.config.items() if not isinstance(v, (dict, list))})
+c = st.columns([2, 1, 2, 1])
+color_by = c[0].selectbox("Colour by", ["run"] + config_keys,
+                          index=(["run"] + config_keys).index(spec.color_by) if spec.color_by in config_keys else 0,
+                          key="cmp_color")
+group_seeds = c[1].toggle("Group seeds", value=spec.group_seeds, key="cmp_group",
+                          help="Runs that differ only in their seed: their mean and a band")
+band = c[2].segmented_control("Band", list(BANDS), format_func=BANDS.get, default=spec.band, key="cmp_band",
+                              disabled=not group_seeds) or "minmax"
+show_best = c[3].toggle("Best point", value=spec.show_best, key="cmp_best")
+spec = ChartSpec(metric=metric, x=x, log_x=log_x, log_y=log_y, smoothing=smoothing, ema_weight=ema_weight,
+                 window=window, color_by=color_by, group_seeds=group_seeds, band=band, show_best=show_best)
+view = comparison.View(runs=tuple(r.id for r in chosen), spec=spec)
+st.session_state[VIEW] = view
+ui.sync_query_params(comparison.view_to_params(view), comparison.URL_KEYS)
+
+
+@st.fragment(run_every=2.0 if any(r.active for r in chosen) else None)
+def chart(spec: ChartSpec) -> None:
+    if not chosen:
+        st.info("Select runs in the table (or top N) to chart them.")
+        return
+    try:
+        span = ui.x_extent(sel, [r.id for r in chosen], spec.metric, spec.x)
+        if span and span[1] > span[0]:
+            lo, hi = st.slider("Visible range (downsampled within it)", span[0], span[1], span,
+                               key=f"cmp_range:{spec.metric}:{spec.x}")
+            if (lo, hi) != span:
+                spec = replace(spec, x_range=(lo, hi))
+        fig, counts = ui.comparison_figure(sel, [r.id for r in chosen], spec)
+    except RecipeError as e:
+        ui.show_error(e)
+        return
+    st.plotly_chart(fig, width="stretch", key="cmp_chart")
+    st.caption(f"{counts['shown']:,} of {counts['total']:,} points shown (min/max-preserving downsampling: "
+               "spikes stay visible; exports have every point)")
+    if any(r.active for r in chosen):
+        st.caption("Live: a selected run is still running; the chart refreshes every 2 s.")
+
+
+chart(spec)
+
+e = st.columns(4)
+ids = [r.id for r in chosen]
+e[0].download_button("Histories (CSV)", lambda: ui.histories_export(sel, ids, "csv"), "histories.csv", "text/csv",
+                     disabled=not chosen, help="Every stored point of every metric of the charted runs")
+e[1].download_button("Histories (Parquet)", lambda: ui.histories_export(sel, ids, "parquet"), "histories.parquet",
+                     disabled=not chosen)
+e[2].download_button("Figure (HTML)", lambda: ui.figure_export(sel, ids, spec, "html"), f"{metric}.html",
+                     "text/html", disabled=not chosen, help="Standalone: opens without a network")
+e[3].download_button("Figure (PNG)", lambda: ui.figure_export(sel, ids, spec, "png"), f"{metric}.png", "image/png",
+                     disabled=not chosen)
+
+# -- what changed and what it did --------------------------------------------------------------------
+st.subheader("What changed and what it did")
+if len(chosen) >= 2:
+    diff = comparison.config_diff(chosen, dataset_names)
+    if diff.empty:
+        st.caption("The charted runs have the same config: differences between them are noise.")
+    else:
+        st.dataframe(diff, hide_index=True, width="stretch")
+for run in chosen:
+    if not run.parent_id:
+        continue
+    parent = by_id.get(run.parent_id)
+    if parent is None:
+        st.warning(f"{run.name}: its parent run {run.parent_id} is not in this store.")
+        continue
+    change = comparison.change_from_parent(run, parent, summaries, dataset_names)
+    with st.container(border=True):
+        st.markdown(f"**{ui.plain_text(run.name)}** from **{ui.plain_text(parent.name)}**"
+                    + (f" · hypothesis: _{ui.plain_text(change.hypothesis)}_" if change.hypothesis else ""))
+        if change.flagged:
+            st.warning(change.flagged, icon=":material/flag:")
+        for key, (old, new) in change.changed.items():
+            st.markdown(f"- `{ui.plain_text(key)}`: {ui.plain_text(old)} → {ui.plain_text(new)}")
+        if change.deltas:
+            st.dataframe(comparison.deltas_frame(change), hide_index=True, width="stretch")
+if not chosen:
+    st.caption("Chart two or more runs to see the config keys that differ; a run logged with a parent shows its one "
+               "change and the metric delta.")
+elif len(chosen) == 1 and not chosen[0].parent_id:
+    st.caption("Chart a second run to see what differs, or log a run with a parent (and a hypothesis).")
+
+# -- notes ------------------------------------------------------------------------------------------------
+st.subheader("Notes")
+if chosen:
+    notes = store.comments(ids)
+    for note in notes:
+        when = dt.datetime.fromtimestamp(note.at, dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        st.markdown(f"**{ui.plain_text(note.author)}** on _{ui.plain_text(by_id[note.run_id].name)}_ · {when}")
+        st.text(note.text)
+    if not notes:
+        st.caption("No notes on the charted runs yet.")
+    with st.form("cmp_note", clear_on_submit=True, border=False):
+        on = st.selectbox("On run", ids, format_func=lambda i: by_id[i].name, key="cmp_note_run")
+        body = st.text_area("Note", max_chars=5000, key="cmp_note_text",
+                            placeholder="what you saw, what you will try next")
+        if st.form_submit_button("Add note"):
+            if not sel.author:
+                st.error("Type your name in the sidebar first: notes carry their author.")
+            elif not body.strip():
+                st.error("The note is empty.")
+            else:
+                store.add_comment(Comment(new_id(), on, sel.author, body.strip()))
+                st.rerun()
+else:
+    st.caption("Chart runs to read and add notes; everyone using this store sees them.")
+
+# -- getting runs in ----------------------------------------------------------------------------------------
+st.subheader("Import runs")
+st.caption("A zip of TensorBoard event directories or PyTorch Lightning CSVLogger logs "
+           "(`<name>/<version>/metrics.csv` and `hparams.yaml`). Each directory becomes a run named after its path.")
+upload = st.file_uploader("Logs (.zip)", type=["zip"], key="cmp_upload")
+if upload is not None and st.button("Import", key="cmp_import"):
+    from recipe_core import importers  # only when importing: it loads TensorBoard's reader
+
+    try:
+        imported = importers.import_zip(store, upload.getvalue(), author=sel.author or None,
+                                        max_bytes=sel.settings.max_upload_mb * 2**20)
+    except RecipeError as e:
+        ui.show_error(e)
+    else:
+        ui.runs_changed()
+        fresh = [r for r in imported if not r.get("already")]
+        st.success(f"Imported {len(fresh)} run(s)" + (f"; {len(imported) - len(fresh)} were already here"
+                                                       if len(fresh) < len(imported) else ""))
+        st.session_state[PENDING] = [r["run_id"] for r in imported]
+        st.rerun()
