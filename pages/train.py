@@ -53,10 +53,11 @@ st.caption(f"{len(plan) - len(exclude)} feature columns: numeric standardized on
 
 
 # -- a new run -------------------------------------------------------------------------------------------
-def start_run(config: TrainConfig) -> None:
+def start_run(config: TrainConfig, parent_id: str | None, hypothesis: str) -> None:
     try:
         runs.preflight(sel.settings, record, target, config)
-        run = runs.create(sel.store, record, target, config, author=sel.author)
+        run = runs.create(sel.store, record, target, config, author=sel.author, parent_id=parent_id,
+                          hypothesis=hypothesis.strip())
         jobs.start(sel.settings, sel.store, run.id)
     except RecipeError as e:
         st.session_state["train_error"] = str(e)
@@ -64,6 +65,7 @@ def start_run(config: TrainConfig) -> None:
     st.session_state[RUN] = run.id
 
 
+earlier = {r.id: r for r in reversed(sel.store.list_runs(record.id, target))}  # newest first
 with st.form("train_form", border=True):
     model = st.segmented_control("Model", MODELS, default="prior", required=True, key="train_model",
                                  help="Simple to complex: prior, then linear, boosted trees, then the MLP.")
@@ -79,12 +81,18 @@ with st.form("train_form", border=True):
     weight_decay = c4.number_input("Weight decay", 0.0, 10.0, 0.0, step=1e-4, format="%.5f", key="train_wd")
     bias_init = st.toggle("Initialize the last layer's bias (log class prior / target mean)", True,
                           key="train_bias_init", help="Off: watch the hockey-stick loss curve of a badly initialized net.")
+    c1, c2 = st.columns([1, 2])
+    parent = c1.selectbox("Changes run (parent, optional)", list(earlier), index=None, key="train_parent",
+                          format_func=lambda i: f"{earlier[i].name} · {i[:6]}", placeholder="none",
+                          help="Compare shows what changed from the parent and what it did to the metrics.")
+    hypothesis = c2.text_input("Hypothesis (optional)", key="train_hypothesis", max_chars=500,
+                               placeholder="e.g. dropout 0.2 should close the train/val gap")
     submitted = st.form_submit_button("Train", type="primary", icon=":material/play_arrow:")
 if submitted:
     start_run(TrainConfig(model=model, seed=int(seed), epochs=int(epochs) or None, width=int(width), depth=int(depth),
                           batch_size=int(batch_size), lr=float(lr), dropout=float(dropout),
                           weight_decay=float(weight_decay), bias_init=bias_init, task=TASKS[task_choice],
-                          exclude=tuple(exclude)))
+                          exclude=tuple(exclude)), parent, hypothesis)
 if "train_error" in st.session_state:
     st.error(st.session_state.pop("train_error"), icon=":material/error:")
 
