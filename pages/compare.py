@@ -23,6 +23,8 @@ RUNS = "cmp_runs"  # widget: the runs on the chart
 AXES = {"step": "step", "epoch": "epoch", "wall_time": "wall time"}
 SMOOTHING = {"none": "none", "ema": "EMA", "window": "moving window"}
 BANDS = {"minmax": "min-max", "std": "± std"}
+CHART_WIDGETS = ("cmp_metric", "cmp_x", "cmp_logx", "cmp_logy", "cmp_smooth", "cmp_ema", "cmp_window", "cmp_color",
+                 "cmp_group", "cmp_band", "cmp_best")
 
 all_runs = store.list_runs()
 if not all_runs:
@@ -33,9 +35,14 @@ by_id = {r.id: r for r in all_runs}
 dataset_names = {d.id: d.name for d in store.list_datasets()}
 summaries = ui.metric_summaries(sel)
 
-# The view: from this session, else from the URL (first visit or a shared link).
-if VIEW not in st.session_state:
-    st.session_state[VIEW] = comparison.view_from_params(st.query_params.to_dict())
+# The view: from the URL when it carries one this session has not drawn yet (a shared link, a link from the
+# Train page), else this session's (coming back from another page, whose navigation dropped the URL's view).
+url = {k: v for k, v in st.query_params.to_dict().items() if k in comparison.URL_KEYS}
+if VIEW not in st.session_state or (url and url != comparison.view_to_params(st.session_state[VIEW])):
+    st.session_state[VIEW] = comparison.view_from_params(url)
+    st.session_state[RUNS] = [i for i in st.session_state[VIEW].runs if i in by_id]
+    for key in CHART_WIDGETS:  # let the widgets start from the new view
+        st.session_state.pop(key, None)
 view: comparison.View = st.session_state[VIEW]
 st.session_state.setdefault(RUNS, [i for i in view.runs if i in by_id])
 for missing in [i for i in view.runs if i not in by_id]:
@@ -115,7 +122,7 @@ if logged and spec.metric not in logged:
 
 c = st.columns([2, 2, 1, 1, 2, 2])
 metric = c[0].selectbox("Metric", logged or [spec.metric], index=(logged or [spec.metric]).index(spec.metric),
-                        key=f"cmp_metric")
+                        key="cmp_metric")
 x = c[1].segmented_control("x axis", list(AXES), format_func=AXES.get, default=spec.x, key="cmp_x") or "step"
 log_x = c[2].toggle("log x", value=spec.log_x, key="cmp_logx")
 log_y = c[3].toggle("log y", value=spec.log_y, key="cmp_logy")

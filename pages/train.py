@@ -122,6 +122,10 @@ else:
 
     st.dataframe(board[shown], on_select=show_picked, selection_mode="single-row", key="train_board",
                  hide_index=True, width="stretch", column_config={c: st.column_config.NumberColumn(format="%.4g") for c in shown if c.startswith("val_")})
+    curves = [i for i, status in zip(ids, board["status"]) if status == "finished"][:20]
+    st.page_link("pages/compare.py", label=f"Compare the curves of the {len(curves)} best finished runs",
+                 icon=":material/stacked_line_chart:", query_params={"runs": ",".join(curves), "metric": "val_loss"},
+                 disabled=not curves)
 
 run_id = st.session_state.get(RUN) or st.query_params.get("run")
 if not run_id:

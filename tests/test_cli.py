@@ -192,3 +192,29 @@ def test_labels_errors_are_one_line(home, capsys, tmp_path):
                  ["labels"]):
         code, out, err = run(capsys, *argv)
         assert code != 0 and err.startswith("error:") and err.count("\n") == 1, (argv, err)
+
+
+def test_history_and_plot_of_api_runs(home, capsys, tmp_path):
+    import recipe_core as rc
+
+    ids = []
+    for seed in range(2):
+        with rc.start_run(name=f"s{seed}", config={"seed": seed}) as r:
+            for step in range(5000):
+                r.log(step, val_loss=1.0 / (step + 1) if step != 7 else float("nan"))
+        ids.append(r.run_id)
+    got = run_json(capsys, "history", ids[0][:8], "--metric", "val_loss")
+    assert len(got["points"]) == 5000 and got["points"][3] == [3, 0.25] and got["points"][7] == [7, None]
+    code, _, err = run(capsys, "history", ids[0], "--metric", "nope")
+    assert code == 2 and err.startswith("error:") and "it logged: val_loss" in err
+    for suffix in ("json", "html", "png"):
+        out = tmp_path / f"fig.{suffix}"
+        made = run_json(capsys, "plot", *ids, "--metric", "val_loss", "--out", out, "--group-seeds")
+        assert out.stat().st_size == made["bytes"] > 0 and made["total"] == 10_000
+    fig = json.loads((tmp_path / "fig.json").read_text())
+    assert any("(2 seeds)" in (t.get("name") or "") for t in fig["data"])
+    assert (tmp_path / "fig.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    code, _, err = run(capsys, "plot", ids[0], "--metric", "val_loss", "--out", tmp_path / "fig.gif")
+    assert code == 2 and "must end in .json, .html or .png" in err
+    code, _, err = run(capsys, "plot", "feedbeef", "--metric", "val_loss", "--out", tmp_path / "x.json")
+    assert code == 2 and err.count("\n") == 1 and "no run" in err

@@ -128,3 +128,16 @@ def test_a_stale_link_warns_and_still_draws(at, logged):
     open_compare(at, runs=f"{logged[(3e-3, 0)]},0123456789abcdef", metric="val_loss")
     assert any("0123456789abcdef" in w.value for w in at.warning)
     assert at.multiselect(key="cmp_runs").value == [logged[(3e-3, 0)]]
+
+
+def test_a_link_with_a_new_view_replaces_the_one_on_screen(at, logged):
+    open_compare(at, runs=logged[(1e-3, 0)], metric="val_loss", log_y="1")
+    at.switch_page("pages/data.py").run()
+    at.query_params.clear()
+    open_compare(at)  # back through the navigation (no view in the URL): the session's view stays
+    assert at.multiselect(key="cmp_runs").value == [logged[(1e-3, 0)]] and at.toggle(key="cmp_logy").value
+    other = f"{logged[(3e-3, 0)]},{logged[(3e-3, 1)]}"
+    at.query_params.clear()
+    open_compare(at, runs=other, metric="train_loss")  # a link (e.g. from the Train page) with another view
+    assert at.multiselect(key="cmp_runs").value == other.split(",")
+    assert at.selectbox(key="cmp_metric").value == "train_loss" and not at.toggle(key="cmp_logy").value
