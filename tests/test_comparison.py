@@ -118,3 +118,20 @@ def test_figure_exports_html_and_json(settings, store):
     html = comparison.figure_bytes(fig, "html")
     assert b"<html>" in html[:100] and b"plotly" in html and len(html) > 1_000_000  # plotly.js inlined: offline
     assert comparison.figure_bytes(fig, "json").startswith(b"{")
+
+
+def test_reference_lines_apply_to_runs_of_one_target(settings, store):
+    from test_runs import SAMPLES, train
+
+    from recipe_core import datasets
+
+    wine = datasets.ingest_file(settings, store, SAMPLES / "wine.csv")
+    prior = train(settings, store, wine, "cultivar", model="prior")
+    linear = train(settings, store, wine, "cultivar", model="linear", checks=False)
+    refs = comparison.references(settings, store, [prior, linear], "val_loss")
+    assert refs == {"prior": pytest.approx(prior.metrics["val_loss"])}
+    api = log("script", {}, [0.5, 0.4])
+    assert comparison.references(settings, store, [linear, store.get_run(api)], "val_loss") == {}  # mixed: none
+    fig, _, _ = comparison.figure(settings, store, [linear.id], ChartSpec(metric="val_loss"))
+    assert any("prior" in (a.text or "") for a in fig.layout.annotations) or any(
+        "prior" in str(s) for s in fig.layout.shapes)
