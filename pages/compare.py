@@ -55,6 +55,7 @@ def set_runs(ids: list[str]) -> None:
 
 
 PENDING = "cmp_pending_runs"
+IMPORTED = "cmp_imported"  # the message of an import, shown after the rerun that puts its runs on the chart
 if PENDING in st.session_state:
     set_runs(st.session_state.pop(PENDING))
 
@@ -255,13 +256,16 @@ if upload is not None and st.button("Import", key="cmp_import"):
 
     try:
         imported = importers.import_zip(store, upload.getvalue(), author=sel.author or None,
-                                        max_bytes=sel.settings.max_upload_mb * 2**20)
+                                        max_bytes=sel.settings.max_upload_bytes)
     except RecipeError as e:
         ui.show_error(e)
     else:
         ui.runs_changed()
         fresh = [r for r in imported if not r.get("already")]
-        st.success(f"Imported {len(fresh)} run(s)" + (f"; {len(imported) - len(fresh)} were already here"
-                                                       if len(fresh) < len(imported) else ""))
+        st.session_state[IMPORTED] = (f"Imported {len(fresh)} run(s): " + ", ".join(r["name"] for r in fresh)
+                                      + (f"; {len(imported) - len(fresh)} already here" if len(fresh) < len(imported)
+                                         else "") + ". They are on the chart.")
         st.session_state[PENDING] = [r["run_id"] for r in imported]
-        st.rerun()
+        st.rerun()  # the table and the chart above must show them
+if IMPORTED in st.session_state:
+    st.success(st.session_state.pop(IMPORTED), icon=":material/check_circle:")

@@ -138,3 +138,38 @@ def test_label_three_items_with_number_keys(server, page):
     events = store.label_events(digits.id, "digit")
     assert [e.label for e in events if e.annotator == "kim"] == ["3", "7", "1"]
     assert "Traceback" not in page.content()
+
+
+def test_compare_a_shared_link_and_import_a_lightning_zip(server, page, tmp_path):
+    import io
+    import zipfile
+
+    import recipe_core as rc
+
+    url, home = server
+    store_url = f"sqlite:///{home / 'recipe.db'}"
+    ids = []
+    for seed in range(2):  # "another machine": a script logging into the same store
+        with rc.start_run(name=f"script-s{seed}", config={"lr": 1e-3, "seed": seed}, store_url=store_url) as run:
+            for step in range(5000):
+                run.log(step, val_loss=1.0 / (1 + step * (seed + 1)))
+        ids.append(run.run_id)
+    page.goto(f"{url}/compare?runs={','.join(ids)}&metric=val_loss&group_seeds=1&log_y=1")
+    page.get_by_text("of 10,000 points shown").wait_for()
+    expect(page.locator(".js-plotly-plot").first).to_be_visible()
+    expect(page.get_by_text("script-s0 (2 seeds)").first).to_be_visible()  # the legend of the seed group
+    # A zip of Lightning CSVLogger logs, uploaded on the page.
+    data = io.BytesIO()
+    with zipfile.ZipFile(data, "w") as zf:
+        zf.writestr("lightning_logs/version_0/metrics.csv",
+                    "epoch,step,train_loss,val_loss\n" + "".join(
+                        f"{i // 10},{i},{1 / (i + 1)},{'' if i % 10 else 2 / (i + 1)}\n" for i in range(200)))
+        zf.writestr("lightning_logs/version_0/hparams.yaml", "lr: 0.01\nbatch_size: 32\n")
+    logs = tmp_path / "logs.zip"
+    logs.write_bytes(data.getvalue())
+    page.locator("input[type=file]").set_input_files(str(logs))
+    page.get_by_text("logs.zip").wait_for()
+    page.get_by_role("button", name="Import", exact=True).click()
+    page.get_by_text("Imported 1 run(s): lightning_logs/version_0").wait_for()
+    page.get_by_text("20 of 20 points shown").wait_for()  # val_loss was logged every 10th step
+    assert "Traceback" not in page.content()

@@ -218,3 +218,29 @@ def test_history_and_plot_of_api_runs(home, capsys, tmp_path):
     assert code == 2 and "must end in .json, .html or .png" in err
     code, _, err = run(capsys, "plot", "feedbeef", "--metric", "val_loss", "--out", tmp_path / "x.json")
     assert code == 2 and err.count("\n") == 1 and "no run" in err
+
+
+def test_import_tensorboard_and_lightning_dirs(home, capsys, tmp_path):
+    from torch.utils.tensorboard import SummaryWriter
+
+    logs = tmp_path / "logs"
+    writer = SummaryWriter(str(logs / "tb" / "run1"))
+    for step in range(50):
+        writer.add_scalar("loss/train", 1.0 / (step + 1), step)
+    writer.close()
+    version = logs / "lightning_logs" / "version_0"
+    version.mkdir(parents=True)
+    (version / "metrics.csv").write_text("epoch,step,train_loss,val_loss\n0,0,1.0,\n0,1,0.5,0.75\n")
+    (version / "hparams.yaml").write_text("lr: 0.01\n")
+    got = run_json(capsys, "import", logs)
+    assert [(r["name"], r["metrics"]) for r in got["runs"]] == [
+        ("logs/lightning_logs/version_0", {"train_loss": 2, "val_loss": 1}), ("logs/tb/run1", {"loss/train": 50})]
+    assert set(got["runs"][0]) >= {"run_id", "name", "metrics"}
+    again = run_json(capsys, "import", logs)
+    assert [r["run_id"] for r in again["runs"]] == [r["run_id"] for r in got["runs"]]  # no duplicates
+    history = run_json(capsys, "history", got["runs"][1]["run_id"], "--metric", "loss/train")
+    assert [p[0] for p in history["points"]] == list(range(50))
+    for bad in (tmp_path / "missing", tmp_path / "empty"):
+        (tmp_path / "empty").mkdir(exist_ok=True)
+        code, _, err = run(capsys, "import", bad)
+        assert code == 2 and err.startswith("error:") and err.count("\n") == 1
