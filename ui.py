@@ -168,25 +168,26 @@ def runs_changed() -> None:
 
 
 @st.cache_resource(show_spinner="Reading the histories…", max_entries=8)
-def _histories(url: str, run_ids: tuple, metric: str, version: tuple) -> dict:
-    return _store(url).histories(list(run_ids), metric)
+def _histories(url: str, run_ids: tuple, metric: str, fields: tuple, version: tuple) -> dict:
+    return _store(url).histories(list(run_ids), metric, fields)
 
 
-def histories(sel: Selection, run_ids: list[str], metric: str) -> dict:
-    """Every stored point of one metric of these runs, read again only when a run logged more points."""
+def histories(sel: Selection, run_ids: list[str], metric: str, x: str) -> dict:
+    """Every stored point of one metric of these runs (the fields a chart against x needs), read again only when
+    a run logged more points."""
     summaries = metric_summaries(sel)
     version = tuple(getattr(summaries.get(i, {}).get(metric), "n", 0) for i in run_ids)
-    return _histories(sel.store.url, tuple(run_ids), metric, version)
+    return _histories(sel.store.url, tuple(run_ids), metric, comparison.fields_for(x), version)
 
 
 def x_extent(sel: Selection, run_ids: list[str], metric: str, x: str) -> tuple[float, float] | None:
     """The range of the x axis over these runs' points (wall time: seconds since each run's first point)."""
-    return comparison.x_extent(histories(sel, run_ids, metric), x)
+    return comparison.x_extent(histories(sel, run_ids, metric, x), x)
 
 
 def comparison_figure(sel: Selection, run_ids: list[str], spec):
     fig, counts, _ = comparison.figure(sel.settings, sel.store, run_ids, spec,
-                                       histories=histories(sel, run_ids, spec.metric))
+                                       histories=histories(sel, run_ids, spec.metric, spec.x))
     return fig, counts
 
 

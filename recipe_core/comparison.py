@@ -207,11 +207,19 @@ def deltas_frame(change: Change) -> pd.DataFrame:
                           "better": d["better"]} for k, d in change.deltas.items()])
 
 
+def fields_for(x: str) -> tuple[str, ...]:
+    """The stored fields a chart against this x axis reads (the store skips the others)."""
+    return ("step", "value") + {"epoch": ("epoch",), "wall_time": ("wall_time",)}.get(x, ())
+
+
 def x_extent(histories: dict[str, History], x: str) -> tuple[float, float] | None:
     """The range of an x axis over several histories (wall time: seconds since each run's first point)."""
     lo, hi = [], []
     for h in histories.values():
-        values = {"step": h.step, "epoch": h.epoch, "wall_time": h.wall_time - h.wall_time.min() if len(h) else h.wall_time}[x]
+        if x == "wall_time":
+            values = h.wall_time - h.wall_time.min() if len(h) else h.wall_time
+        else:
+            values = getattr(h, x)
         values = values[np.isfinite(values)] if values.dtype.kind == "f" else values
         if len(values):
             lo.append(float(values.min()))
@@ -321,6 +329,10 @@ def figure_bytes(fig, fmt: str) -> bytes:
     raise BadInput(f"unknown figure format {fmt!r}; choose html, png or json")
 
 
+POINTS_DRAWN = 200_000
+MIN_POINTS_PER_RUN = 500
+
+
 # -- the figure, from the store --------------------------------------------------------------------------
 def selected_runs(store: Store, run_ids: list[str]) -> list[RunRecord]:
     """The runs, in the given order; an unknown id is a clear error (a stale URL names a deleted run)."""
@@ -353,7 +365,9 @@ def figure(settings, store: Store, run_ids: list[str], spec: ChartSpec, historie
     from recipe_core.chart import comparison_figure
 
     runs = selected_runs(store, run_ids)
+    # The browser gets at most about POINTS_DRAWN points, however many runs: the figure stays under 5 MB.
+    spec = replace(spec, max_points=max(MIN_POINTS_PER_RUN, min(spec.max_points, POINTS_DRAWN // max(len(runs), 1))))
     if histories is None:
-        histories = store.histories([r.id for r in runs], spec.metric)
+        histories = store.histories([r.id for r in runs], spec.metric, fields_for(spec.x))
     fig, counts = comparison_figure(spec, runs, histories, references(settings, store, runs, spec.metric))
     return fig, counts, runs

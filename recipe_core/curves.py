@@ -226,14 +226,21 @@ def band(xs: list, ys: list, kind: str = "minmax") -> tuple[np.ndarray, np.ndarr
         ok = np.isfinite(x) & np.isfinite(y)
         if not ok.any():
             raise BadInput("a curve of the band has no finite point")
-        order = np.argsort(x[ok], kind="stable")  # np.interp needs ascending x
-        curves.append((x[ok][order], y[ok][order]))
+        x, y = (x, y) if ok.all() else (x[ok], y[ok])
+        if not np.all(x[1:] >= x[:-1]):  # np.interp needs ascending x
+            order = np.argsort(x, kind="stable")
+            x, y = x[order], y[order]
+        curves.append((x, y))
     start = max(x[0] for x, _ in curves)
     end = min(x[-1] for x, _ in curves)
     if start > end:
         raise BadInput("the curves do not overlap: no x is covered by all of them")
-    grid = np.unique(np.concatenate([x[(x >= start) & (x <= end)] for x, _ in curves]))
-    stack = np.stack([np.interp(grid, x, y) for x, y in curves])
+    first = curves[0][0]
+    if all(len(x) == len(first) and np.array_equal(x, first) for x, _ in curves[1:]) and np.all(first[1:] > first[:-1]):
+        grid, stack = first, np.stack([y for _, y in curves])  # seeds logged at the same steps: nothing to align
+    else:
+        grid = np.unique(np.concatenate([x[(x >= start) & (x <= end)] for x, _ in curves]))
+        stack = np.stack([np.interp(grid, x, y) for x, y in curves])
     mean = stack.mean(axis=0)
     if kind == "minmax":
         return grid, mean, stack.min(axis=0), stack.max(axis=0)

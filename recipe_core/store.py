@@ -120,11 +120,13 @@ runs_table = sa.Table(
     sa.Index("runs_by_dataset", "dataset_id", "target"),
 )
 
-# Metric points are stored in chunks: one row per (run, key) per write, holding that write's points as packed
-# arrays, plus the chunk's summary (last, min, max and their steps). Reading 100 runs x 100k points is then a few
-# thousand blob reads instead of ten million rows, and the runs table is computed from the summaries alone.
+# Metric points are stored in chunks: one row per (run, key) per write (one per metric once the run ends), holding
+# the points as packed column arrays, plus the chunk's summary (last, min, max and their steps). Reading 100 runs
+# x 100k points is then a few hundred blob reads instead of ten million rows; a chart reads only the columns it
+# draws; evenly spaced steps (the usual case) are stored as first and stride; the runs table needs only summaries.
 _CHUNK_DTYPE = np.dtype([("step", "<i8"), ("value", "<f8"), ("epoch", "<f8"), ("wall_time", "<f8")])
-CHUNK_POINTS = 50_000  # a long write is split so no single blob grows without bound
+CHUNK_POINTS = 1_000_000  # a long write is split so no single blob grows without bound (8 MB a column)
+FIELDS = ("step", "value", "epoch", "wall_time")
 
 metric_chunks_table = sa.Table(
     "metric_chunks",
@@ -139,7 +141,12 @@ metric_chunks_table = sa.Table(
     sa.Column("min_step", sa.BigInteger, nullable=True),
     sa.Column("max_value", sa.Float, nullable=True),
     sa.Column("max_step", sa.BigInteger, nullable=True),
-    sa.Column("points", sa.LargeBinary, nullable=False),  # _CHUNK_DTYPE records, little-endian
+    sa.Column("step_first", sa.BigInteger, nullable=False),
+    sa.Column("step_stride", sa.BigInteger, nullable=True),  # steps are step_first + i * stride; NULL: see steps
+    sa.Column("steps", sa.LargeBinary, nullable=False),  # int64, little-endian; empty when evenly spaced
+    sa.Column("vals", sa.LargeBinary, nullable=False),  # float64; NaN where not finite
+    sa.Column("epochs", sa.LargeBinary, nullable=False),  # float64; empty when no point has an epoch
+    sa.Column("walls", sa.LargeBinary, nullable=False),  # float64 unix seconds
     sa.Index("metric_chunks_by_run", "run_id", "key", "id"),
 )
 
@@ -245,11 +252,12 @@ class RunRecord:
 
 @dataclass(frozen=True)
 class History:
-    """Every stored point of one metric of one run, ordered by step (ties in logging order)."""
+    """Every stored point of one metric of one run, ordered by step (ties in logging order). Arrays may be
+    read-only views of the stored bytes: never modify them."""
     step: np.ndarray  # int64
     value: np.ndarray  # float64; NaN where the logged value was not finite
-    epoch: np.ndarray  # float64; NaN where no epoch was logged
-    wall_time: np.ndarray  # float64, unix seconds
+    epoch: np.ndarray | None  # float64; NaN where no epoch was logged; None when not read (Store.histories)
+    wall_time: np.ndarray | None  # float64, unix seconds; None when not read
 
     def __len__(self) -> int:
         return len(self.step)
@@ -457,21 +465,28 @@ class Store:
                 conn.execute(metric_chunks_table.insert(), rows)
         return len(pts)
 
-    def histories(self, run_ids: list[str], key: str) -> dict[str, History]:
-        """One metric of several runs, every stored point, as arrays ordered by step; runs without it are absent."""
+    def histories(self, run_ids: list[str], key: str, fields: tuple[str, ...] = FIELDS) -> dict[str, History]:
+        """One metric of several runs, every stored point, as arrays ordered by step; runs without it are absent.
+        Only the fields asked for are read (step and value always): the others are None."""
         t = metric_chunks_table
-        q = (sa.select(t.c.run_id, t.c.points).where(t.c.run_id.in_(list(run_ids)), t.c.key == key)
-             .order_by(t.c.run_id, t.c.id))
-        parts: dict[str, list[bytes]] = {}
+        blobs = [t.c.epochs] if "epoch" in fields else []
+        blobs += [t.c.walls] if "wall_time" in fields else []
+        q = (sa.select(t.c.run_id, t.c.n, t.c.step_first, t.c.step_stride, t.c.steps, t.c.vals, *blobs)
+             .where(t.c.run_id.in_(list(run_ids)), t.c.key == key).order_by(t.c.run_id, t.c.id))
+        parts: dict[str, list[dict]] = {}
         with self.engine.connect() as conn:
-            for run_id, blob in conn.execute(q):
-                parts.setdefault(run_id, []).append(bytes(blob))
+            for row in conn.execute(q):
+                parts.setdefault(row.run_id, []).append(_decode_chunk(row._mapping))
         out = {}
-        for run_id, blobs in parts.items():
-            pts = np.frombuffer(b"".join(blobs), _CHUNK_DTYPE)
-            pts = pts[np.argsort(pts["step"], kind="stable")]
-            out[run_id] = History(step=pts["step"].copy(), value=pts["value"].copy(), epoch=pts["epoch"].copy(),
-                                  wall_time=pts["wall_time"].copy())
+        for run_id, chunks in parts.items():
+            columns = {f: np.concatenate([c[f] for c in chunks]) if len(chunks) > 1 else chunks[0][f]
+                       for f in chunks[0]}
+            step = columns["step"]
+            if len(step) > 1 and not np.all(step[1:] >= step[:-1]):  # logged out of order: sort, ties kept in order
+                order = np.argsort(step, kind="stable")
+                columns = {f: a[order] for f, a in columns.items()}
+            out[run_id] = History(step=columns["step"], value=columns["value"], epoch=columns.get("epoch"),
+                                  wall_time=columns.get("wall_time"))
         return out
 
     def metric_history(self, run_ids: list[str], keys: list[str] | None = None) -> list[tuple]:
@@ -517,9 +532,12 @@ class Store:
                                                .group_by(t.c.key).having(sa.func.count() > 1))]
             for key in keys:
                 where = (t.c.run_id == run_id) & (t.c.key == key)
-                blobs = [bytes(b) for (b,) in conn.execute(sa.select(t.c.points).where(where).order_by(t.c.id))]
+                chunks = [_decode_chunk(r._mapping) for r in conn.execute(sa.select(t).where(where).order_by(t.c.id))]
+                pts = np.zeros(sum(len(c["step"]) for c in chunks), _CHUNK_DTYPE)
+                for field in FIELDS:
+                    pts[field] = np.concatenate([c[field] for c in chunks])
                 conn.execute(t.delete().where(where))
-                conn.execute(t.insert(), _chunk_rows(run_id, key, np.frombuffer(b"".join(blobs), _CHUNK_DTYPE)))
+                conn.execute(t.insert(), _chunk_rows(run_id, key, pts))
 
     def put_artifact(self, run_id: str, name: str, data: bytes) -> None:
         t = artifacts_table
@@ -730,14 +748,36 @@ def _chunk_rows(run_id: str, key: str, pts: np.ndarray) -> list[dict]:
             masked = np.where(finite, values, np.inf)
             lo = int(np.argmin(masked))
             hi = int(np.argmax(np.where(finite, values, -np.inf)))
+        stride = int(steps[1] - steps[0]) if len(steps) > 1 else 1
+        even = bool(np.all(steps == steps[0] + stride * np.arange(len(steps), dtype=np.int64)))
+        epochs = part["epoch"]
         rows.append({"run_id": run_id, "key": key, "n": len(part), "last_step": int(steps[last]),
                      "last_value": _float_or_none(values[last]),
                      "min_value": None if lo is None else float(values[lo]),
                      "min_step": None if lo is None else int(steps[lo]),
                      "max_value": None if hi is None else float(values[hi]),
                      "max_step": None if hi is None else int(steps[hi]),
-                     "points": part.astype(_CHUNK_DTYPE, copy=False).tobytes()})
+                     "step_first": int(steps[0]), "step_stride": stride if even else None,
+                     "steps": b"" if even else steps.astype("<i8").tobytes(),
+                     "vals": values.astype("<f8").tobytes(),
+                     "epochs": b"" if np.isnan(epochs).all() else epochs.astype("<f8").tobytes(),
+                     "walls": part["wall_time"].astype("<f8").tobytes()})
     return rows
+
+
+def _decode_chunk(m) -> dict[str, np.ndarray]:
+    """A stored chunk's columns as arrays (only those selected), read-only views where possible."""
+    n = int(m["n"])
+    if m["step_stride"] is not None:
+        step = m["step_first"] + int(m["step_stride"]) * np.arange(n, dtype=np.int64)
+    else:
+        step = np.frombuffer(m["steps"], "<i8")
+    out = {"step": step, "value": np.frombuffer(m["vals"], "<f8")}
+    if "epochs" in m:
+        out["epoch"] = np.frombuffer(m["epochs"], "<f8") if len(m["epochs"]) else np.full(n, np.nan)
+    if "walls" in m:
+        out["wall_time"] = np.frombuffer(m["walls"], "<f8")
+    return out
 
 
 def _json(value) -> str:
