@@ -67,13 +67,15 @@ with st.expander("Filter runs", expanded=False):
     c = st.columns(4)
     text = c[0].text_input("Search", placeholder="name, hypothesis, tag, config…", key="cmp_search", max_chars=200)
     choices = {name: sorted(frame[name].dropna().unique().tolist()) if name in frame else []
-               for name in ("status", "model", "author", "source", "dataset")}
+               for name in ("status", "model", "author", "source", "dataset", "target")}
     tags = sorted({t for r in all_runs for t in r.tags})
     picked = {name: c[1 + i % 3].multiselect(name.capitalize(), choices[name], key=f"cmp_f_{name}")
               for i, name in enumerate(choices)}
-    picked_tags = c[3].multiselect("Tags", tags, key="cmp_f_tags")
+    picked_tags = c[0].multiselect("Tags", tags, key="cmp_f_tags")
     c = st.columns(4)
-    rank_metric = c[0].selectbox("Rank by metric (its best value)", ["(none)"] + keys, key="cmp_rank")
+    ranks = ["(none)"] + keys
+    rank_metric = c[0].selectbox("Rank by metric (its best value)", ranks, key="cmp_rank",
+                                 index=ranks.index("val_loss") if "val_loss" in ranks else 0)
     lo = c[1].number_input("at least", value=None, key="cmp_lo", format="%g")
     hi = c[2].number_input("at most", value=None, key="cmp_hi", format="%g")
     top_n = c[3].number_input("Top N", min_value=1, max_value=1000, value=5, key="cmp_topn")
@@ -121,32 +123,32 @@ spec = view.spec
 if logged and spec.metric not in logged:
     spec = replace(spec, metric="val_loss" if "val_loss" in logged else logged[0])
 
-c = st.columns([2, 2, 1, 1, 2, 2])
+c = st.columns([2, 3, 4, 2])
 metric = c[0].selectbox("Metric", logged or [spec.metric], index=(logged or [spec.metric]).index(spec.metric),
                         key="cmp_metric")
 x = c[1].segmented_control("x axis", list(AXES), format_func=AXES.get, default=spec.x, key="cmp_x") or "step"
-log_x = c[2].toggle("log x", value=spec.log_x, key="cmp_logx")
-log_y = c[3].toggle("log y", value=spec.log_y, key="cmp_logy")
-smoothing = c[4].segmented_control("Smoothing", list(SMOOTHING), format_func=SMOOTHING.get, default=spec.smoothing,
+smoothing = c[2].segmented_control("Smoothing", list(SMOOTHING), format_func=SMOOTHING.get, default=spec.smoothing,
                                    key="cmp_smooth") or "none"
 if smoothing == "ema":
-    ema_weight = c[5].slider("EMA weight", 0.0, 0.99, spec.ema_weight, 0.01, key="cmp_ema",
+    ema_weight = c[3].slider("EMA weight", 0.0, 0.99, spec.ema_weight, 0.01, key="cmp_ema",
                              help="Debiased at the start, like TensorBoard; applied after downsampling")
     window = spec.window
 else:
-    window = int(c[5].number_input("Window (points)", 1, 10_000, spec.window, key="cmp_window",
+    window = int(c[3].number_input("Window (points)", 1, 10_000, spec.window, key="cmp_window",
                                    disabled=smoothing != "window"))
     ema_weight = spec.ema_weight
 config_keys = sorted({k for r in chosen for k, v in r.config.items() if not isinstance(v, (dict, list))})
-c = st.columns([2, 1, 2, 1])
-color_by = c[0].selectbox("Colour by", ["run"] + config_keys,
+c = st.columns([1, 1, 3, 2, 2, 2])
+log_x = c[0].toggle("log x", value=spec.log_x, key="cmp_logx")
+log_y = c[1].toggle("log y", value=spec.log_y, key="cmp_logy")
+color_by = c[2].selectbox("Colour by", ["run"] + config_keys,
                           index=(["run"] + config_keys).index(spec.color_by) if spec.color_by in config_keys else 0,
                           key="cmp_color")
-group_seeds = c[1].toggle("Group seeds", value=spec.group_seeds, key="cmp_group",
+group_seeds = c[3].toggle("Group seeds", value=spec.group_seeds, key="cmp_group",
                           help="Runs that differ only in their seed: their mean and a band")
-band = c[2].segmented_control("Band", list(BANDS), format_func=BANDS.get, default=spec.band, key="cmp_band",
+band = c[4].segmented_control("Band", list(BANDS), format_func=BANDS.get, default=spec.band, key="cmp_band",
                               disabled=not group_seeds) or "minmax"
-show_best = c[3].toggle("Best point", value=spec.show_best, key="cmp_best")
+show_best = c[5].toggle("Best point", value=spec.show_best, key="cmp_best")
 spec = ChartSpec(metric=metric, x=x, log_x=log_x, log_y=log_y, smoothing=smoothing, ema_weight=ema_weight,
                  window=window, color_by=color_by, group_seeds=group_seeds, band=band, show_best=show_best)
 view = comparison.View(runs=tuple(r.id for r in chosen), spec=spec)

@@ -20,6 +20,8 @@ AXIS_TITLES = {"step": "step", "epoch": "epoch", "wall_time": "wall time (s)"}
 SMOOTHINGS = ("none", "ema", "window")
 BANDS = ("minmax", "std")
 HEIGHT = 450
+FEW_POINTS = 30  # curves this short are drawn with markers
+LABEL_ENDS = ("end", "start", "middle")
 RAW_OPACITY = 0.25  # the unsmoothed curve stays readable under the smoothed one, spikes included
 BAND_ALPHA = 0.18
 CONFIG_LINE = 60  # characters per line of the config in a hover box
@@ -240,7 +242,9 @@ def _curve_traces(spec: ChartSpec, x: np.ndarray, y: np.ndarray, style: _Style, 
     x_format = {"step": "step %{x:,}", "epoch": "epoch %{x}", "wall_time": "%{x:,.1f} s"}[spec.x]
     # Text from the data travels in meta: plotly substitutes %{meta[i]} once and never parses it as a template.
     traces.append(_scatter(
-        x=plot_x, y=_smooth(spec, y).astype(np.float32), mode="lines", line={"width": 1.6, "color": style.color},
+        x=plot_x, y=_smooth(spec, y).astype(np.float32), line={"width": 1.6, "color": style.color},
+        # A run that logged a metric a few times (once per epoch, or once at the end) must not be an invisible line.
+        mode="lines+markers" if len(x) <= FEW_POINTS else "lines", marker={"size": 5, "color": style.color},
         name=style.legend, legendgroup=style.group, showlegend=style.group not in in_legend,
         meta=[name, escape(spec.metric), config],
         hovertemplate=(f"<b>%{{meta[0]}}</b><br>%{{meta[1]}}{smoothed}: %{{y:.4g}} at {x_format}"
@@ -319,7 +323,7 @@ def _rgba(hex_color: str, alpha: float) -> str:
 def _reference_lines(spec: ChartSpec, references: dict) -> list[dict]:
     """Dashed horizontal lines with their label (the prior, a human baseline): what a curve has to beat."""
     shapes = []
-    for label, value in references.items():
+    for i, (label, value) in enumerate(references.items()):
         try:
             value = float(value)
         except (TypeError, ValueError):
@@ -329,7 +333,8 @@ def _reference_lines(spec: ChartSpec, references: dict) -> list[dict]:
         # A shape's y is in data units even on a log axis (an annotation's is not), so the label rides on it.
         shapes.append({"type": "line", "xref": "paper", "x0": 0, "x1": 1, "yref": "y", "y0": value, "y1": value,
                        "line": {"dash": "dash", "width": 1, "color": "#888"},
-                       "label": {"text": escape(f"{label} = {value:.4g}"), "textposition": "end",
+                       # alternate ends: the prior and the zero-input twin often sit at the same height
+                       "label": {"text": escape(f"{label} = {value:.4g}"), "textposition": LABEL_ENDS[i % 3],
                                  "yanchor": "bottom", "font": {"size": 11, "color": "#555"}}})
     return shapes
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import time
 from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
@@ -23,14 +24,15 @@ BASE_COLUMNS = ("name", "id", "status", "model", "dataset", "target", "author", 
 
 # -- the runs table -----------------------------------------------------------------------------------
 def runs_frame(runs: list[RunRecord], summaries: dict[str, dict[str, MetricSummary]],
-               dataset_names: dict[str, str] | None = None) -> pd.DataFrame:
+               dataset_names: dict[str, str] | None = None, now: float | None = None) -> pd.DataFrame:
     """One row per run: who, what and when, then for each logged metric its final value, its best (min or max by
     the metric's direction) and the step of the best, from the stored summaries."""
     names = {r.id: r.name for r in runs}
     dataset_names = dataset_names or {}
+    now = time.time() if now is None else now
     rows = []
     for r in runs:
-        row = {"name": r.name, "id": r.id, "status": r.status, "model": r.model,
+        row = {"name": r.name, "id": r.id, "status": _status(r, now), "model": r.model,
                "dataset": dataset_names.get(r.dataset_id, r.dataset_id or ""), "target": r.target or "",
                "author": r.author, "tags": ", ".join(r.tags), "source": r.source,
                "created": r.created_at[:19].replace("T", " "),
@@ -43,6 +45,17 @@ def runs_frame(runs: list[RunRecord], summaries: dict[str, dict[str, MetricSumma
         rows.append(row)
     frame = pd.DataFrame(rows, columns=list(BASE_COLUMNS) if not rows else None)
     return frame
+
+
+SILENT_AFTER_S = 300  # a running run whose script has not written for this long is probably dead
+
+
+def _status(run: RunRecord, now: float) -> str:
+    """The status, and for a running run that stopped writing (a script killed with -9 cannot say so) how long
+    it has been silent."""
+    if run.status == "running" and run.heartbeat is not None and now - run.heartbeat > SILENT_AFTER_S:
+        return f"running (silent {int((now - run.heartbeat) // 60)} min)"
+    return run.status
 
 
 def final_column(key: str) -> str:
@@ -68,6 +81,7 @@ class RunFilter:
     """The table's filters; empty means no filter. Metric bounds apply to the metric's best value."""
     text: str = ""  # in name, id, hypothesis, tags, author, model, dataset, target or the config
     status: tuple[str, ...] = ()
+    target: tuple[str, ...] = ()
     model: tuple[str, ...] = ()
     author: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()  # a run with any of these tags
@@ -84,7 +98,7 @@ def filter_runs(frame: pd.DataFrame, f: RunFilter, configs: dict[str, dict] | No
     if frame.empty:
         return frame
     keep = pd.Series(True, index=frame.index)
-    for name in ("status", "model", "author", "source", "dataset"):
+    for name in ("status", "model", "author", "source", "dataset", "target"):
         wanted = getattr(f, name)
         if wanted:
             keep &= frame[name].isin(wanted)

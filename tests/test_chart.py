@@ -54,7 +54,7 @@ def run(i, **config):
 
 def main_traces(fig):
     """The lines with a hover box (one per run or seed group), not the faded raw lines, bands or best markers."""
-    return [t for t in fig.data if t.mode == "lines" and t.hovertemplate]
+    return [t for t in fig.data if t.mode in ("lines", "lines+markers") and t.hovertemplate]
 
 
 def raw_traces(fig):

@@ -135,3 +135,11 @@ def test_reference_lines_apply_to_runs_of_one_target(settings, store):
     fig, _, _ = comparison.figure(settings, store, [linear.id], ChartSpec(metric="val_loss"))
     assert any("prior" in (a.text or "") for a in fig.layout.annotations) or any(
         "prior" in str(s) for s in fig.layout.shapes)
+
+
+def test_a_silent_running_run_says_so():
+    alive = RunRecord(id="a", name="a", model="m", config={}, status="running", heartbeat=1000.0)
+    dead = RunRecord(id="b", name="b", model="m", config={}, status="running", heartbeat=100.0)
+    frame = comparison.runs_frame([alive, dead], {}, now=1100.0)
+    assert frame["status"].tolist() == ["running", "running (silent 16 min)"]
+    assert comparison.filter_runs(frame, comparison.RunFilter(status=("running",)))["id"].tolist() == ["a"]
