@@ -63,6 +63,9 @@ class TrainConfig:
     epochs: int | None = None  # None: enough epochs for about MIN_STEPS optimizer steps (at least 5)
     lr: float = 3e-4  # Adam's safe default; constant, no schedule
     bias_init: bool = True  # last-layer bias at the log class prior / the target mean (off: the hockey stick)
+    patience: int | None = None  # early stopping: end after this many epochs without a better validation loss,
+    #                              keeping the best epoch's weights (None: off, train every epoch)
+    train_fraction: float = 1.0  # train on this share of the training split (a seeded subset): learning curves
     # linear and gbm
     l2: float = 1.0  # linear: ridge alpha, or 1/C of the logistic regression
     gbm_iterations: int = 200

@@ -25,4 +25,8 @@ class Cancelled(RecipeError):
     """A run stopped on request."""
 
 
+class Pruned(RecipeError):
+    """A tuning trial stopped early because it was doing worse than the others at the same point."""
+
+
 CANCELLED = "cancelled on request"

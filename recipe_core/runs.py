@@ -12,7 +12,7 @@ import os
 import socket
 import time
 import traceback
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Callable
 
@@ -23,9 +23,9 @@ from threadpoolctl import threadpool_limits
 
 from recipe_core import checks, evaluation, features, models, profiles, queries, splits
 from recipe_core.config import MODELS, TASKS, Settings, TrainConfig
-from recipe_core.errors import CANCELLED, BadInput, Cancelled, RecipeError
+from recipe_core.errors import CANCELLED, BadInput, Cancelled, Pruned, RecipeError
 from recipe_core.store import DatasetRecord, RunRecord, Store, new_id, now_iso
-from recipe_core.train import grow_boosting, mean_loss, predict, target_tensor, train_mlp
+from recipe_core.train import EarlyStopping, grow_boosting, mean_loss, predict, target_tensor, train_mlp
 
 DYNAMICS_ROWS = 16  # the fixed validation batch whose predictions are kept over training
 DYNAMICS_SNAPSHOTS = 50
@@ -77,6 +77,12 @@ def validate(config: TrainConfig) -> TrainConfig:
         value = getattr(config, name)
         if not (isinstance(value, (int, float)) and math.isfinite(value) and lo <= value <= hi):
             raise BadInput(f"{name} must be a number from {lo:g} to {hi:g}, not {value!r}")
+    if config.patience is not None and not (isinstance(config.patience, int) and 1 <= config.patience <= 10_000):
+        raise BadInput(f"patience must be a whole number of epochs from 1 to 10,000, not {config.patience!r}")
+    if config.patience is not None and config.model != "mlp":
+        raise BadInput(f"early stopping (patience) applies to the MLP; {config.model} trains in one go")
+    if not (isinstance(config.train_fraction, (int, float)) and 0 < config.train_fraction <= 1):
+        raise BadInput(f"train_fraction must be above 0 and at most 1, not {config.train_fraction!r}")
     return config
 
 
@@ -151,13 +157,23 @@ def prepare(settings: Settings, store: Store, record: DatasetRecord, target: str
             raise BadInput(f"target {target!r} has only one class: there is nothing to learn")
     else:
         classes, y_all = [], pd.to_numeric(y_raw, errors="coerce").to_numpy(dtype=float)
-    rows_train, rows_val = split.rows("train"), split.rows("val")
+    rows_train, rows_val = training_rows(split.rows("train"), config.train_fraction, config.seed), split.rows("val")
     encoder = features.FeatureEncoder({c: treat[c] for c in columns}, config.top_k, config.text_features)
     encoder.fit(frame.iloc[rows_train])
     return Data(task=task, classes=classes, split=split, encoder=encoder, columns=columns, excluded=excluded,
                 id_like=id_like, rows_train=rows_train, rows_val=rows_val,
                 X_train=encoder.transform(frame.iloc[rows_train]), y_train=y_all[rows_train],
                 X_val=encoder.transform(frame.iloc[rows_val]), y_val=y_all[rows_val])
+
+
+def training_rows(rows: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """A seeded subset of the training rows (all of them at 1.0), in their original order; at least 2 rows.
+    The subsets of one seed are nested (10% inside 25% inside 50%), so a learning curve adds data, never swaps it."""
+    if fraction >= 1:
+        return rows
+    order = np.random.default_rng(seed).permutation(len(rows))
+    keep = max(2, math.ceil(fraction * len(rows)))
+    return rows[np.sort(order[:keep])]
 
 
 # -- logging: buffered points, progress, cancel --------------------------------------------------------
@@ -167,6 +183,7 @@ class Recorder:
 
     def __init__(self, store: Store, run_id: str, should_stop: Callable[[], bool] | None = None, prefix: str = ""):
         self.store, self.run_id, self.prefix = store, run_id, prefix
+        self.report: Callable[[int, float], None] | None = None  # a tuning trial's pruner: (epoch, val_loss)
         self.points: list[tuple] = []
         self.progress = 0.0
         self.last_flush = time.monotonic()
@@ -221,6 +238,7 @@ class Fitted:
     model: object
     dynamics: list  # [(epoch or trees, predictions on the fixed validation batch)]
     loss_at_init: float | None = None  # measured, for the MLP
+    stopped: dict = field(default_factory=dict)  # early stopping: best_epoch, stopped_epoch, max_epochs
 
 
 def _fit_sklearn(config: TrainConfig, data: Data, X: np.ndarray, X_val: np.ndarray, rec: Recorder | None,
@@ -243,9 +261,12 @@ def _fit_sklearn(config: TrainConfig, data: Data, X: np.ndarray, X_val: np.ndarr
             if rec is None:
                 return
             rec.progress = span[0] + (span[1] - span[0]) * n_trees / config.gbm_iterations
+            val_loss = _loss(data.task, data.y_val, full(est, X_val))
             rec.log(n_trees, None, train_loss=_loss(data.task, y[:TRAIN_LOSS_ROWS], full(est, X[:TRAIN_LOSS_ROWS])),
-                    val_loss=_loss(data.task, data.y_val, full(est, X_val)))
+                    val_loss=val_loss)
             dynamics.append([n_trees, full(est, fixed)])
+            if rec.report is not None:
+                rec.report(n_trees // GBM_CHUNK, val_loss)  # a tuning trial: one report per chunk of trees
 
         grow_boosting(est, X, y, GBM_CHUNK, on_chunk)
     else:
@@ -273,24 +294,36 @@ def _fit_mlp(config: TrainConfig, data: Data, X: np.ndarray, X_val: np.ndarray, 
     if rec is not None:
         rec.log(0, 0.0, train_loss=init_loss, val_loss=mean_loss(model, Xv, yv, data.task))
 
-    def on_epoch(epoch: int, step: int) -> None:
+    # Early stopping and a tuning trial's pruner judge every epoch; otherwise about EVAL_POINTS epochs are enough.
+    stopper = EarlyStopping(config.patience) if config.patience else None
+    every_epoch = stopper is not None or (rec is not None and rec.report is not None)
+
+    def on_epoch(epoch: int, step: int) -> bool:
         if epoch in snapshot_epochs:
             dynamics.append([epoch + 1, predict(model, fixed, data.task)])
-        if rec is None or epoch not in eval_epochs:
-            return
-        rec.progress = span[0] + (span[1] - span[0]) * (epoch + 1) / epochs
+        if not (every_epoch or (rec is not None and epoch in eval_epochs)):
+            return False
         pred = predict(model, Xv, data.task)
         values = {"val_loss": _loss(data.task, data.y_val, pred)}
-        if data.task == "classification":
-            values["val_accuracy"] = float((pred.argmax(axis=1) == data.y_val).mean())
-        else:
-            values["val_mae"] = float(np.abs(pred - data.y_val).mean())
-        rec.log(step, epoch + 1, **values)
+        if rec is not None:
+            rec.progress = span[0] + (span[1] - span[0]) * (epoch + 1) / epochs
+            if data.task == "classification":
+                values["val_accuracy"] = float((pred.argmax(axis=1) == data.y_val).mean())
+            else:
+                values["val_mae"] = float(np.abs(pred - data.y_val).mean())
+            rec.log(step, epoch + 1, **values)
+            if rec.report is not None:
+                rec.report(epoch + 1, values["val_loss"])  # raises Pruned when the trial should stop
+        return stopper is not None and stopper.update(epoch + 1, values["val_loss"], model)
 
     train_mlp(model, Xt, yt, data.task, epochs=epochs, batch_size=config.batch_size, lr=config.lr,
               weight_decay=config.weight_decay, seed=config.seed, on_step=on_step, on_epoch=on_epoch)
+    stopped = {}
+    if stopper is not None:
+        stopper.restore(model)  # the best epoch's weights: its metrics are the run's
+        stopped = {"best_epoch": stopper.best_epoch, "stopped_epoch": stopper.last_epoch, "max_epochs": epochs}
     return Fitted(lambda M: predict(model, torch.from_numpy(M), data.task), models.n_parameters(model), model,
-                  dynamics, loss_at_init=init_loss)
+                  dynamics, loss_at_init=init_loss, stopped=stopped)
 
 
 def fit(config: TrainConfig, data: Data, rec: Recorder | None = None, zero_inputs: bool = False,
@@ -475,17 +508,22 @@ def _config_json(config: TrainConfig) -> dict:
     return values
 
 
-def execute(settings: Settings, store: Store, run_id: str, should_stop: Callable[[], bool] | None = None) -> RunRecord:
-    """Run a queued run to its end; every outcome (finished, failed, cancelled) is written to the store."""
+def execute(settings: Settings, store: Store, run_id: str, should_stop: Callable[[], bool] | None = None,
+            report: Callable[[int, float], None] | None = None, host: str | None = None) -> RunRecord:
+    """Run a queued run to its end; every outcome (finished, failed, cancelled, pruned) is written to the store.
+    report(epoch, val_loss) is a tuning trial's pruner; host names where it ran (default: this machine)."""
     run = store.get_run(run_id)
     if not store.update_run(run_id, only_if_active=True, status="running", started_at=now_iso(),
-                            host=socket.gethostname(), pid=os.getpid(), heartbeat=time.time()):
+                            host=host or socket.gethostname(), pid=os.getpid(), heartbeat=time.time()):
         return run  # cancelled before it started
     rec = Recorder(store, run_id, should_stop)
+    rec.report = report
     try:
         _execute(settings, store, run, rec)
     except Cancelled as e:
         _end(store, rec, run_id, "cancelled", str(e))
+    except Pruned as e:
+        _end(store, rec, run_id, "pruned", str(e))
     except KeyboardInterrupt:  # Ctrl-C in the CLI: record it, then let the caller stop
         _end(store, rec, run_id, "cancelled", "interrupted")
         raise
@@ -536,7 +574,7 @@ def _train_and_check(settings: Settings, store: Store, run: RunRecord, rec: Reco
     pred = fitted.predict(data.X_val)
     predict_seconds = time.perf_counter() - start
     result = evaluation.evaluate(data.task, data.y_val, pred, data.n_classes, seed=config.seed)
-    metrics = result["metrics"]
+    metrics = result["metrics"] | fitted.stopped  # where early stopping ended, for Compare
     store.put_json(run.id, "evaluation", result | {"classes": data.classes, "n_parameters": fitted.n_parameters,
                                                    "train_seconds": train_seconds, "predict_seconds": predict_seconds})
     store.put_artifact(run.id, "val_predictions", predictions_npz(data.rows_val, pred))

@@ -20,7 +20,7 @@ from recipe_core.errors import BadInput, NotFound, RecipeError
 from recipe_core.jsonsafe import plain
 
 KINDS = ("numeric", "categorical", "text", "boolean", "datetime")
-ACTIVE = ("queued", "running")  # a run is queued, running, then finished, failed or cancelled
+ACTIVE = ("queued", "running")  # a run is queued, running, then finished, failed, cancelled or pruned (tuning)
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ DataLoader (one __getitem__ per example, then collate) costs about a third of th
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -67,8 +68,9 @@ class StepInfo:
 def train_mlp(model: nn.Module, X: torch.Tensor, y: torch.Tensor, task: str, *, epochs: int, batch_size: int,
               lr: float, weight_decay: float = 0.0, seed: int = 0,
               on_step: Callable[[StepInfo], None] | None = None,
-              on_epoch: Callable[[int, int], None] | None = None) -> nn.Module:
-    """Adam at a constant learning rate over shuffled mini-batches; on_epoch(epoch, step) after each epoch."""
+              on_epoch: Callable[[int, int], bool | None] | None = None) -> nn.Module:
+    """Adam at a constant learning rate over shuffled mini-batches; on_epoch(epoch, step) after each epoch, which
+    stops the training by returning True."""
     # -- setup
     flush_denormals()
     fn = loss_fn(task)
@@ -89,9 +91,33 @@ def train_mlp(model: nn.Module, X: torch.Tensor, y: torch.Tensor, task: str, *, 
             step += 1
             if on_step is not None:
                 on_step(StepInfo(step, epoch, loss.detach()))
-        if on_epoch is not None:
-            on_epoch(epoch, step)
+        if on_epoch is not None and on_epoch(epoch, step):  # True: stop here (early stopping)
+            break
     return model
+
+
+class EarlyStopping:
+    """Patience on the validation loss: remembers the best epoch's weights, and says when to stop."""
+
+    def __init__(self, patience: int):
+        self.patience = patience
+        self.best_loss = math.inf
+        self.best_epoch = 0  # 1-based; 0: the weights at initialization
+        self.best_state: dict | None = None
+        self.last_epoch = 0
+
+    def update(self, epoch: int, val_loss: float, model: nn.Module) -> bool:
+        """Record epoch (1-based) and its validation loss; True once patience epochs passed without a better one."""
+        self.last_epoch = epoch
+        if val_loss < self.best_loss:  # NaN never improves
+            self.best_loss, self.best_epoch = val_loss, epoch
+            self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        return epoch - self.best_epoch >= self.patience
+
+    def restore(self, model: nn.Module) -> None:
+        """Put the best epoch's weights back (a no-op when no epoch was recorded)."""
+        if self.best_state is not None:
+            model.load_state_dict(self.best_state)
 
 
 def grow_boosting(est, X: np.ndarray, y: np.ndarray, chunk: int,

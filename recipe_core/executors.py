@@ -1,0 +1,112 @@
+"""Where queued runs execute: local worker processes (the default) or the workers of a Dask cluster.
+
+Both run the same function, `run_queued`, which trains one stored run to its end through runs.execute and
+reports which worker ran it. A Dask worker needs the same RECIPE_HOME (the dataset snapshots) and store URL as
+the app: on one machine that is automatic; across machines, a shared filesystem and a PostgreSQL store.
+"""
+from __future__ import annotations
+
+import os
+import socket
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor
+from concurrent.futures import wait as local_wait
+from contextlib import contextmanager
+from multiprocessing import get_context
+
+from recipe_core.errors import BadInput, Pruned
+
+LOCAL = "local"
+
+
+@contextmanager
+def executor(address: str = LOCAL, workers: int = 2):
+    """An object with submit(fn, *args) -> future and wait_one(futures) -> the done ones, over local processes
+    or the workers of a Dask cluster.
+
+    address: "local", or "dask://host:port" (a running scheduler; `dask scheduler` and `dask worker` start one).
+    """
+    if address in ("", LOCAL):
+        # spawn: a fresh interpreter per worker; forking a process that holds torch threads and DB pools is unsafe
+        with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=get_context("spawn")) as pool:
+            yield _Local(pool)
+        return
+    if not address.startswith("dask://") or ":" not in address[len("dask://"):]:
+        raise BadInput(f"executor must be 'local' or dask://HOST:PORT, not {address!r}")
+    from distributed import Client  # only when a cluster is asked for
+
+    try:
+        client = Client("tcp://" + address[len("dask://"):], timeout="10s")
+    except OSError as e:
+        raise BadInput(f"cannot reach the Dask scheduler at {address}: {str(e).splitlines()[0]}") from None
+    try:
+        yield _Dask(client)
+    finally:
+        client.close()
+
+
+class _Local:
+    def __init__(self, pool: ProcessPoolExecutor):
+        self.pool = pool
+
+    def submit(self, fn, *args):
+        return self.pool.submit(fn, *args)
+
+    def wait_one(self, futures) -> set:
+        """Block until at least one future is done; return the done ones."""
+        return local_wait(futures, return_when=FIRST_COMPLETED).done
+
+
+class _Dask:
+    def __init__(self, client):
+        self.client = client
+
+    def submit(self, fn, *args):
+        return self.client.submit(fn, *args, pure=False)  # every trial is new work, never a cached result
+
+    def wait_one(self, futures) -> set:
+        from distributed import wait
+
+        return set(wait(list(futures), return_when="FIRST_COMPLETED").done)
+
+
+def worker_name() -> str:
+    """The Dask worker's address when running on one, else host:pid of this process."""
+    try:
+        from distributed import get_worker
+
+        return get_worker().address
+    except (ImportError, ValueError):
+        return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def run_queued(home: str, store_url: str, run_id: str, trial: dict | None = None) -> dict:
+    """Train a queued run in this (worker) process; with trial={"storage", "study", "trial_id"} it reports each
+    epoch's validation loss to the Optuna trial and stops when the pruner says so. Returns what the caller tells
+    the study: {"run_id", "status", "val_loss", "worker", "reason"}."""
+    from recipe_core import runs
+    from recipe_core.config import load_settings
+    from recipe_core.store import Store
+
+    settings = load_settings({**os.environ, "RECIPE_HOME": home, "RECIPE_STORE_URL": store_url})
+    store = Store(store_url)
+    worker = worker_name()
+    report = _pruner(trial) if trial else None
+    run = runs.execute(settings, store, run_id, report=report, host=worker)
+    return {"run_id": run.id, "status": run.status, "val_loss": run.metrics.get("val_loss"), "worker": worker,
+            "reason": run.reason}
+
+
+def _pruner(trial: dict):
+    import optuna
+
+    from recipe_core.tuning import optuna_storage
+
+    study = optuna.load_study(study_name=trial["study"], storage=optuna_storage(trial["storage"]))
+    handle = optuna.trial.Trial(study, trial["trial_id"])
+
+    def report(epoch: int, val_loss: float) -> None:
+        handle.report(val_loss, epoch)
+        if handle.should_prune():
+            raise Pruned(f"pruned at epoch {epoch}: validation loss {val_loss:.4g} is worse than the median of "
+                         "earlier trials at that epoch")
+    return report
