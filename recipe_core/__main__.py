@@ -178,6 +178,51 @@ def cmd_plot(args, settings, store) -> dict:
     return {"file": str(out), "bytes": len(data), "runs": [r.id for r in runs], **counts}
 
 
+def cmd_tune(args, settings, store) -> dict:
+    from recipe_core import tuning
+
+    record = store.get_dataset(args.dataset)
+    space = tuning.DEFAULT_SPACES.get(args.model, ())
+    if args.space:
+        try:
+            rows = json.loads(Path(args.space).read_text() if Path(args.space).is_file() else args.space)
+        except (OSError, ValueError):
+            raise RecipeError("--space must be JSON (or a JSON file): [{\"name\", \"kind\", \"low\", \"high\", "
+                              "\"choices\"}, ...]") from None
+        space = tuning.space_from_rows(args.model, rows if isinstance(rows, list) else [])
+    base = TrainConfig(model=args.model, epochs=args.epochs, seed=args.seed)
+    return tuning.run_study(settings, store, record, args.target, base, space, args.trials, sampler=args.sampler,
+                            seed=args.seed, executor=args.executor, workers=args.workers,
+                            author=args.author or _user(), study_name=args.study)
+
+
+def cmd_learning_curve(args, settings, store) -> dict:
+    from recipe_core import learning_curve
+
+    parent = store.get_run(args.run_id)
+    fractions = [float(f) for f in args.fractions.split(",")] if args.fractions else learning_curve.FRACTIONS
+    curve, queued = learning_curve.start(settings, store, parent, fractions, args.seeds, author=args.author or _user())
+    learning_curve.execute(settings, store, queued, executor=args.executor, workers=args.workers)
+    frame = learning_curve.table(store, curve)
+    points = learning_curve.summary(frame)
+    return {"curve": curve, "runs": frame.to_dict("records"), "summary": points.to_dict("records"),
+            "verdict": learning_curve.verdict(points)}
+
+
+def cmd_ensemble(args, settings, store) -> dict:
+    from recipe_core import ensembles
+
+    ids = list(args.run_ids)
+    if args.top:
+        if not (args.dataset and args.target):
+            raise RecipeError("--top needs --dataset and --target")
+        ids += ensembles.top_k(store, store.get_dataset(args.dataset).id, args.target, args.top)
+    if not ids:
+        raise RecipeError("give run ids, or --top K with --dataset and --target")
+    run = ensembles.create(settings, store, ids, author=args.author or _user())
+    return ensembles.summary(store, run)
+
+
 def _user() -> str:
     import getpass
 
@@ -264,6 +309,38 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--group-seeds", action="store_true", help="runs differing only in seed: mean and band")
     s.set_defaults(run=cmd_plot)
 
+    s = sub.add_parser("tune", help="random search (Optuna) over a model's settings; every trial is a run")
+    s.add_argument("dataset", help="id or name")
+    s.add_argument("--target", required=True)
+    s.add_argument("--model", choices=("mlp", "gbm", "linear"), default="mlp")
+    s.add_argument("--trials", type=int, required=True)
+    s.add_argument("--sampler", choices=("random", "grid", "tpe"), default="random")
+    s.add_argument("--seed", type=int, default=0, help="the same seed gives the same sequence of sampled params")
+    s.add_argument("--executor", default="local", help="local (worker processes) or dask://HOST:PORT")
+    s.add_argument("--workers", type=int, default=2, help="trials at a time")
+    s.add_argument("--epochs", type=int, help="MLP epochs per trial (default: about 2,000 steps)")
+    s.add_argument("--space", help='JSON list of {"name", "kind": log|float|int|choice, "low", "high", "choices"}')
+    s.add_argument("--study", help="a study name: continue it (it lives in the store) or name the new one")
+    s.add_argument("--author", help="default: the login name")
+    s.set_defaults(run=cmd_tune)
+
+    s = sub.add_parser("learning-curve", help="a run's config on 10/25/50/100%% of the training rows, several seeds")
+    s.add_argument("run_id")
+    s.add_argument("--fractions", help="comma-separated, default 0.1,0.25,0.5,1")
+    s.add_argument("--seeds", type=int, default=3)
+    s.add_argument("--executor", default="local", help="local (worker processes) or dask://HOST:PORT")
+    s.add_argument("--workers", type=int, default=2)
+    s.add_argument("--author", help="default: the login name")
+    s.set_defaults(run=cmd_learning_curve)
+
+    s = sub.add_parser("ensemble", help="average the validation predictions of runs; stored as a run of its own")
+    s.add_argument("run_ids", nargs="*", metavar="RUN_ID")
+    s.add_argument("--top", type=int, help="also the K best runs (lowest val_loss) of --dataset and --target")
+    s.add_argument("--dataset", help="id or name, for --top")
+    s.add_argument("--target", help="for --top")
+    s.add_argument("--author", help="default: the login name")
+    s.set_defaults(run=cmd_ensemble)
+
     labels_parser = sub.add_parser("labels", help="the human baseline: sample, add, import, summary, export")
     lab = labels_parser.add_subparsers(dest="labels_command", required=True, parser_class=_Parser)
 
@@ -317,6 +394,21 @@ def show(command: str, out) -> str:
                          + ", ".join(f"{k} {n:,}" for k, n in r["metrics"].items()) for r in out["runs"])
     if command == "history":
         return "\n".join(f"{s}\t{v}" for s, v in out["points"])
+    if command == "tune":
+        lines = [f"study {out['study']}"] + [_trial_line(t) for t in out["trials"]]
+        if out["best"]:
+            lines.append("best: " + _trial_line(out["best"]).strip())
+        return "\n".join(lines)
+    if command == "ensemble":
+        m = out["metrics"]
+        lines = [f"ensemble {out['run_id']} of {len(out['members'])} runs: val_loss {m['val_loss']:.4g} "
+                 f"(gain vs the best member {out['gain_vs_best']:+.4g}; {m.get('n_parameters', 0):,} parameters)"]
+        lines += [f"  {r['run_id']}  {r['model']:<6} val_loss {r['val_loss']:.4g}" for r in out["members"]]
+        return "\n".join(lines)
+    if command == "learning-curve":
+        lines = [f"  {p['fraction']:.0%} ({p['n_train']} rows): val_loss {p['mean']:.4g} (min {p['min']:.4g}, max {p['max']:.4g})"
+                 for p in out["summary"]]
+        return "\n".join(lines + [out["verdict"]])
     if command == "plot":
         return f"wrote {out['file']} ({out['bytes']:,} bytes, {out['shown']:,} of {out['total']:,} points shown)"
     if command == "train":
@@ -329,6 +421,11 @@ def show(command: str, out) -> str:
                          f"{r.get('dataset_name', r['dataset'] or r['name'])} -> {r['target'] or '-'}  "
                          f"val_loss {r['metrics'].get('val_loss', float('nan')):.4g}" for r in out) or "no runs"
     return json.dumps(out)
+
+
+def _trial_line(t: dict) -> str:
+    value = "" if t["value"] is None else f"{t['value']:.4g}"
+    return f"  #{t['number']:<3} {t['state']:<8} {value:>8}  {t['run_id']}  {json.dumps(t['params'])}"
 
 
 def _show_labels(out) -> str:

@@ -27,6 +27,7 @@ def create(settings: Settings, store: Store, run_ids: list[str], author: str = "
     A repeated id counts once: averaging a run with itself would silently weight it double, which nobody
     means by picking it twice. Ids may be unambiguous prefixes.
     """
+    started = now_iso()
     members = _members(store, run_ids)
     first = members[0]
     loaded = [_predictions(store, m) for m in members]
@@ -37,7 +38,6 @@ def create(settings: Settings, store: Store, run_ids: list[str], author: str = "
         raise BadInput(f"run {first.id} predicts {loaded[0][1].shape[1]} classes but target {first.target!r} "
                        f"now has {len(classes)}")
 
-    started = now_iso()
     start = time.perf_counter()
     # float64 so that many members' float32 probabilities do not drift from summing to one
     pred = np.mean([p.astype(np.float64) for _, p in loaded], axis=0)
@@ -65,8 +65,9 @@ def create(settings: Settings, store: Store, run_ids: list[str], author: str = "
         "members": [{"run_id": m.id, "name": m.name, "model": m.model, "val_loss": m.metrics["val_loss"]}
                     for m in members]})
     n = len(members)
+    name = str(name or "").strip()[:MAX_NAME] or f"ensemble-of-{n}-{run_id[:6]}"
     return store.add_run(RunRecord(
-        id=run_id, name=(str(name).strip()[:MAX_NAME] if name and str(name).strip() else f"ensemble-of-{n}-{run_id[:6]}"),
+        id=run_id, name=name,
         model=MODEL, config={"members": [m.id for m in members], "method": METHODS[first.task]},
         dataset_id=first.dataset_id, target=first.target, split_id=first.split_id, task=first.task, seed=None,
         code_version=runs.code_version(), author=author or "anonymous", status="finished", progress=1.0,
@@ -78,8 +79,10 @@ def create(settings: Settings, store: Store, run_ids: list[str], author: str = "
 def top_k(store: Store, dataset_id: str, target: str, k: int, metric: str = "val_loss") -> list[str]:
     """Ids of the k best finished runs with stored predictions, best first (fewer when fewer qualify).
 
-    Left out: the prior baseline (it ignores the input, so it only dilutes the others) and ensembles (their members
-    would count twice). Only runs on the best run's split and task are taken, so the ids always make an ensemble.
+    Best is the lowest value, or the highest for a metric like accuracy (curves.direction); ties go to the lower
+    val_loss. Left out: the prior baseline (it ignores the input, so it only dilutes the others) and ensembles
+    (their members would count twice). Only runs on the best run's split and task are taken, so the ids always
+    make an ensemble.
     """
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise BadInput(f"k must be a whole number of at least 1, not {k!r}")
@@ -87,7 +90,7 @@ def top_k(store: Store, dataset_id: str, target: str, k: int, metric: str = "val
     candidates = sorted(
         (r for r in store.list_runs(dataset_id, target)
          if r.status == "finished" and r.model not in ("prior", MODEL) and _finite(r.metrics.get(metric))),
-        key=lambda r: sign * r.metrics[metric])
+        key=lambda r: (sign * r.metrics[metric], _loss_or_inf(r)))  # ties: the lower loss
     chosen: list[RunRecord] = []
     for r in candidates:
         if chosen and (r.split_id, r.task) != (chosen[0].split_id, chosen[0].task):
@@ -186,6 +189,11 @@ def _member_row(store: Store, run_id: str) -> dict:
     except NotFound:
         return {"run_id": run_id, "name": "(deleted)", "model": None, "val_loss": None}
     return {"run_id": r.id, "name": r.name, "model": r.model, "val_loss": r.metrics.get("val_loss")}
+
+
+def _loss_or_inf(run: RunRecord) -> float:
+    value = run.metrics.get("val_loss")
+    return float(value) if _finite(value) else np.inf
 
 
 def _finite(value) -> bool:

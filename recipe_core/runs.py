@@ -496,12 +496,12 @@ def create(store: Store, record: DatasetRecord, target: str, config: TrainConfig
     record.column(target)
     run_id = new_id()
     return store.add_run(RunRecord(
-        id=run_id, name=f"{config.model}-{run_id[:6]}", model=config.model, config=_config_json(config),
+        id=run_id, name=f"{config.model}-{run_id[:6]}", model=config.model, config=config_json(config),
         dataset_id=record.id, target=target, seed=config.seed, code_version=code_version(),
         author=author or "anonymous", parent_id=parent_id, hypothesis=hypothesis))
 
 
-def _config_json(config: TrainConfig) -> dict:
+def config_json(config: TrainConfig) -> dict:
     values = asdict(config)
     if values["exclude"] is not None:
         values["exclude"] = list(values["exclude"])
@@ -562,7 +562,7 @@ def _train_and_check(settings: Settings, store: Store, run: RunRecord, rec: Reco
     store.put_json(run.id, "features", {
         "columns": data.columns, "excluded": data.excluded, "id_like": data.id_like,
         "n_features": data.encoder.n_features_, "classes": data.classes, "task": data.task,
-        "split": data.split.counts})
+        "split": data.split.counts | {"train_used": len(data.rows_train)}})
     store.put_json(run.id, "batch", batch_view(config, data))
     # -- train
     span = (0.0, 0.6 if config.checks else 1.0)
