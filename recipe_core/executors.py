@@ -99,9 +99,9 @@ def run_queued(home: str, store_url: str, run_id: str, trial: dict | None = None
 def _pruner(trial: dict):
     import optuna
 
-    from recipe_core.tuning import optuna_storage
+    from recipe_core import tuning  # only in trials: it imports Optuna
 
-    study = optuna.load_study(study_name=trial["study"], storage=optuna_storage(trial["storage"]))
+    study = tuning.load(trial["storage"], trial["study"])  # with the study's pruner: Optuna does not store it
     handle = optuna.trial.Trial(study, trial["trial_id"])
 
     def report(epoch: int, val_loss: float) -> None:

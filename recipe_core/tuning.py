@@ -16,7 +16,7 @@ import pandas as pd
 from recipe_core import executors, runs
 from recipe_core.config import Settings, TrainConfig
 from recipe_core.errors import BadInput, NotFound
-from recipe_core.store import DatasetRecord, Store
+from recipe_core.store import DatasetRecord, Store, new_id
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial is for Optuna's own CLI, not ours
 
@@ -154,17 +154,25 @@ def optuna_storage(url: str) -> optuna.storages.RDBStorage:
     return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
 
 
+class _Grid(optuna.samplers.GridSampler):
+    """Optuna's grid, for ask-and-tell: its after_trial calls study.stop(), which only works inside optimize();
+    run_study checks is_exhausted itself before each ask."""
+
+    def after_trial(self, study, trial, state, values) -> None:
+        pass
+
+
 def _sampler(name: str, seed: int, space: tuple[Param, ...], budget: int) -> optuna.samplers.BaseSampler:
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "tpe":
         return optuna.samplers.TPESampler(seed=seed)
     if name == "grid":
-        return optuna.samplers.GridSampler(grid(space, budget), seed=seed)
+        return _Grid(grid(space, budget), seed=seed)
     raise BadInput(f"sampler must be one of {', '.join(SAMPLERS)}, not {name!r}")
 
 
-PRUNER = dict(n_startup_trials=4, n_warmup_steps=2)  # judge nobody before 4 trials finished, nor before epoch 2
+PRUNER = dict(n_startup_trials=4, n_warmup_steps=2)  # judge nobody before 4 trials completed, nor before epoch 2
 
 
 def run_study(settings: Settings, store: Store, record: DatasetRecord, target: str, base: TrainConfig,
@@ -184,41 +192,49 @@ def run_study(settings: Settings, store: Store, record: DatasetRecord, target: s
     space = check_space(base.model, space)
     base = runs.validate(replace(base, checks=False))  # the recipe's checks belong to runs a person looks at
     runs.preflight(settings, record, target, base)
-    name = study_name or f"{record.name}-{target}-{base.model}-{sampler}-s{seed}-{time.strftime('%Y%m%d-%H%M%S')}"
-    study = optuna.create_study(study_name=name, storage=optuna_storage(settings.store_url), direction="minimize",
-                                sampler=_sampler(sampler, seed, space, n_trials),
-                                pruner=optuna.pruners.MedianPruner(**PRUNER), load_if_exists=True)
-    attrs = {"dataset_id": record.id, "target": target, "model": base.model, "sampler": sampler, "seed": seed,
-             "space": [asdict(p) for p in space], "base": runs.config_json(base), "n_trials": n_trials,
-             "executor": executor}
-    for key, value in attrs.items():
-        study.set_user_attr(key, value)
+    with executors.executor(executor, workers) as ex:  # first: an unreachable cluster leaves no empty study
+        name = study_name or (f"{record.name}-{target}-{base.model}-{sampler}-s{seed}-"
+                              f"{time.strftime('%Y%m%d-%H%M%S')}-{new_id()[:4]}")
+        study = optuna.create_study(study_name=name, storage=optuna_storage(settings.store_url),
+                                    direction="minimize", sampler=_sampler(sampler, seed, space, n_trials),
+                                    pruner=optuna.pruners.MedianPruner(**PRUNER), load_if_exists=True)
+        attrs = {"dataset_id": record.id, "target": target, "model": base.model, "sampler": sampler, "seed": seed,
+                 "space": [asdict(p) for p in space], "base": runs.config_json(base), "n_trials": n_trials,
+                 "executor": executor}
+        for key, value in attrs.items():
+            study.set_user_attr(key, value)
+        _run_trials(study, ex, settings, store, record, target, base, space, n_trials, workers, author, parent_id,
+                    on_trial)
+    return summary(study)
+
+
+def _run_trials(study, ex, settings, store, record, target, base, space, n_trials, workers, author, parent_id,
+                on_trial) -> None:
+    """Ask, start and tell trials, keeping `workers` of them running, until n_trials or a stop request."""
     distributions = {p.name: p.distribution() for p in space}
     pending: dict = {}
     asked = 0
-    with executors.executor(executor, workers) as ex:
-        while pending or (asked < n_trials and not stop_requested(study)):
-            while asked < n_trials and len(pending) < max(1, workers) and not stop_requested(study):
-                if sampler == "grid" and _grid_exhausted(study):
-                    asked = n_trials
-                    break
-                trial = study.ask(distributions)
-                asked += 1
-                run = runs.create(store, record, target, replace(base, **trial.params), author=author,
-                                  parent_id=parent_id, hypothesis=f"trial {trial.number} of {name}")
-                store.update_run(run.id, name=f"{name}#{trial.number}", tags=("study:" + name,))
-                trial.set_user_attr("run_id", run.id)
-                job = {"storage": settings.store_url, "study": name, "trial_id": trial._trial_id}
-                pending[ex.submit(executors.run_queued, str(settings.home), settings.store_url, run.id, job)] = (
-                    trial, run.id)
-            if not pending:
+    while pending or (asked < n_trials and not stop_requested(study)):
+        while asked < n_trials and len(pending) < max(1, workers) and not stop_requested(study):
+            if _grid_exhausted(study):
+                asked = n_trials
                 break
-            for future in ex.wait_one(set(pending)):
-                trial, run_id = pending.pop(future)
-                _tell(study, store, trial, run_id, future)
-                if on_trial is not None:
-                    on_trial(_trial_row(study.trials[trial.number]))
-    return summary(study)
+            trial = study.ask(distributions)
+            asked += 1
+            run = runs.create(store, record, target, replace(base, **trial.params), author=author,
+                              parent_id=parent_id, hypothesis=f"trial {trial.number} of {study.study_name}")
+            store.update_run(run.id, name=f"{study.study_name}#{trial.number}", tags=("study:" + study.study_name,))
+            trial.set_user_attr("run_id", run.id)
+            job = {"storage": settings.store_url, "study": study.study_name, "trial_id": trial._trial_id}
+            pending[ex.submit(executors.run_queued, str(settings.home), settings.store_url, run.id, job)] = (
+                trial, run.id)
+        if not pending:
+            break
+        for future in ex.wait_one(set(pending)):
+            trial, run_id = pending.pop(future)
+            _tell(study, store, trial, run_id, future)
+            if on_trial is not None:
+                on_trial(_trial_row(study.trials[trial.number]))
 
 
 def _grid_exhausted(study: optuna.Study) -> bool:
@@ -254,7 +270,8 @@ def stop_requested(study: optuna.Study) -> bool:
 
 def load(store_url: str, study_name: str) -> optuna.Study:
     try:
-        return optuna.load_study(study_name=study_name, storage=optuna_storage(store_url))
+        return optuna.load_study(study_name=study_name, storage=optuna_storage(store_url),
+                                 pruner=optuna.pruners.MedianPruner(**PRUNER))
     except KeyError:
         raise NotFound(f"no study named {study_name!r} in this store") from None
 
