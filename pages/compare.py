@@ -109,7 +109,7 @@ columns = ["name", "status", "model", "dataset", "target", "author", "tags", "so
 columns += [col for col in (comparison.final_column(focus), comparison.best_column(focus),
                             comparison.best_step_column(focus)) if col in shown]
 columns += [col for key in keys if key != focus for col in (comparison.final_column(key),) if col in shown]
-columns += ["parent", "hypothesis", "id"]
+columns += ["stopped", "parent", "hypothesis", "id"]
 st.dataframe(shown[[c for c in columns if c in shown]], key="cmp_table", on_select=_rows_selected,
              selection_mode="multi-row", hide_index=True, width="stretch", height=300,
              column_config={"created": st.column_config.TextColumn("created (UTC)")})

@@ -19,7 +19,7 @@ from recipe_core.store import History, MetricSummary, RunRecord, Store
 # Keys of a run that are not in its config but are part of what was run.
 RUN_KEYS = ("model", "dataset", "target")
 BASE_COLUMNS = ("name", "id", "status", "model", "dataset", "target", "author", "tags", "source", "created",
-                "parent", "hypothesis")
+                "parent", "hypothesis", "stopped")
 
 
 # -- the runs table -----------------------------------------------------------------------------------
@@ -36,7 +36,8 @@ def runs_frame(runs: list[RunRecord], summaries: dict[str, dict[str, MetricSumma
                "dataset": dataset_names.get(r.dataset_id, r.dataset_id or ""), "target": r.target or "",
                "author": r.author, "tags": ", ".join(r.tags), "source": r.source,
                "created": r.created_at[:19].replace("T", " "),
-               "parent": names.get(r.parent_id, r.parent_id or ""), "hypothesis": r.hypothesis}
+               "parent": names.get(r.parent_id, r.parent_id or ""), "hypothesis": r.hypothesis,
+               "stopped": _stopped(r)}
         for key, s in sorted(summaries.get(r.id, {}).items()):
             best, best_step = (s.min, s.min_step) if direction(key) == "min" else (s.max, s.max_step)
             row[final_column(key)] = s.last
@@ -56,6 +57,14 @@ def _status(run: RunRecord, now: float) -> str:
     if run.status == "running" and run.heartbeat is not None and now - run.heartbeat > SILENT_AFTER_S:
         return f"running (silent {int((now - run.heartbeat) // 60)} min)"
     return run.status
+
+
+def _stopped(run: RunRecord) -> str:
+    """Where early stopping ended a run: "epoch 17 of 300, best 12" ('' without early stopping)."""
+    m = run.metrics
+    if m.get("stopped_epoch") is None:
+        return ""
+    return f"epoch {m['stopped_epoch']:g} of {m.get('max_epochs', 0):g}, best {m.get('best_epoch', 0):g}"
 
 
 def final_column(key: str) -> str:

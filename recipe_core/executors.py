@@ -44,6 +44,21 @@ def executor(address: str = LOCAL, workers: int = 2):
         client.close()
 
 
+def check(address: str) -> str:
+    """The address, once it is valid and (for a cluster) reachable: a one-line error before anything starts."""
+    address = (address or LOCAL).strip()
+    with executor(address, workers=1) if address.startswith("dask://") else _nothing():
+        pass
+    if address != LOCAL and not address.startswith("dask://"):
+        raise BadInput(f"executor must be 'local' or dask://HOST:PORT, not {address!r}")
+    return address
+
+
+@contextmanager
+def _nothing():
+    yield
+
+
 class _Local:
     def __init__(self, pool: ProcessPoolExecutor):
         self.pool = pool

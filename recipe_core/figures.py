@@ -331,3 +331,34 @@ def human_vs_models_figure(scores: pd.DataFrame, metric: str) -> go.Figure:
     fig.update_xaxes(type="category")
     fig.update_yaxes(title=metric)
     return _layout(fig, title, HEIGHT)
+
+
+def learning_curve_figure(summary: pd.DataFrame, metric: str = "val_loss") -> go.Figure:
+    """The metric against training rows: the mean over seeds, and a band from the best to the worst seed."""
+    title = f"{metric} against training rows (mean over seeds, band: min to max)"
+    if summary.empty:
+        return _empty(title, HEIGHT)
+    x = summary["n_train"].astype(float)
+    fig = go.Figure([
+        go.Scatter(x=x, y=summary["max"], mode="lines", line={"width": 0}, showlegend=False, hoverinfo="skip"),
+        go.Scatter(x=x, y=summary["min"], mode="lines", line={"width": 0}, fill="tonexty",
+                   fillcolor="rgba(76,120,168,0.2)", name="min to max over seeds", hoverinfo="skip"),
+        go.Scatter(x=x, y=summary["mean"], mode="lines+markers", line={"color": COLORS[0]}, name="mean",
+                   customdata=[f"{f:.0%}" for f in summary["fraction"]],
+                   hovertemplate="%{customdata} of the training rows (%{x:,})<br>mean %{y:.4g}<extra></extra>"),
+    ])
+    fig.update_xaxes(title="training rows", type="log")
+    fig.update_yaxes(title=escape(metric))
+    return _layout(fig, title, HEIGHT)
+
+
+def importance_figure(importance: dict[str, float]) -> go.Figure:
+    """How much of the validation loss's variation each setting explains, largest first."""
+    title = "Which settings matter (fANOVA importance of the validation loss)"
+    if not importance:
+        return _empty(title, HEIGHT)
+    names = list(importance)[::-1]
+    fig = go.Figure(go.Bar(x=[importance[n] for n in names], y=[escape(n) for n in names], orientation="h",
+                           marker_color=COLORS[0], hovertemplate="%{y}: %{x:.2f}<extra></extra>"))
+    fig.update_xaxes(title="share of the variation", range=[0, 1])
+    return _layout(fig, title, max(HEIGHT, 60 + 30 * len(names)))

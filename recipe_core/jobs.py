@@ -26,18 +26,32 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def start(settings: Settings, store: Store, run_id: str) -> subprocess.Popen:
     """Start the run's process; a watcher thread marks the run failed if the process dies without a verdict."""
-    env = dict(os.environ, RECIPE_HOME=str(settings.home), RECIPE_STORE_URL=settings.store_url,
-               PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
-    settings.home.mkdir(parents=True, exist_ok=True)
-    log = open(settings.home / "jobs.log", "ab")  # the job's own stderr, for a developer; never shown raw
-    try:
-        proc = subprocess.Popen([sys.executable, "-m", "recipe_core.jobs", run_id], env=env, cwd=str(ROOT),
-                                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
-    finally:
-        log.close()
+    proc = _spawn(settings, ["recipe_core.jobs", run_id])
     store.update_run(run_id, only_if_active=True, pid=proc.pid, host=socket.gethostname())
     threading.Thread(target=_watch, args=(store, run_id, proc), daemon=True, name=f"job-{run_id}").start()
     return proc
+
+
+def start_command(settings: Settings, argv: list[str]) -> subprocess.Popen:
+    """Start `python -m recipe_core ARGV...` in the background (a study or a learning curve driving its trials),
+    detached from the web server: it goes on if the page is closed. Its output goes to jobs.log."""
+    proc = _spawn(settings, ["recipe_core", *argv])
+    threading.Thread(target=proc.wait, daemon=True).start()  # reap it, so it never lingers as a zombie
+    return proc
+
+
+def _spawn(settings: Settings, module_and_args: list[str]) -> subprocess.Popen:
+    """`python -m MODULE ARGS...` in its own session, with this store and home; output to jobs.log (for a
+    developer; never shown raw)."""
+    env = dict(os.environ, RECIPE_HOME=str(settings.home), RECIPE_STORE_URL=settings.store_url,
+               PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    settings.home.mkdir(parents=True, exist_ok=True)
+    log = open(settings.home / "jobs.log", "ab")
+    try:
+        return subprocess.Popen([sys.executable, "-m", *module_and_args], env=env, cwd=str(ROOT),
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+    finally:
+        log.close()
 
 
 def _watch(store: Store, run_id: str, proc: subprocess.Popen) -> None:

@@ -143,3 +143,10 @@ def test_a_silent_running_run_says_so():
     frame = comparison.runs_frame([alive, dead], {}, now=1100.0)
     assert frame["status"].tolist() == ["running", "running (silent 16 min)"]
     assert comparison.filter_runs(frame, comparison.RunFilter(status=("running",)))["id"].tolist() == ["a"]
+
+
+def test_where_early_stopping_ended_a_run_is_in_the_table():
+    stopped = RunRecord(id="a", name="a", model="mlp", config={}, status="finished",
+                        metrics={"val_loss": 0.3, "best_epoch": 12, "stopped_epoch": 17, "max_epochs": 300})
+    frame = comparison.runs_frame([stopped, RunRecord(id="b", name="b", model="mlp", config={})], {})
+    assert frame["stopped"].tolist() == ["epoch 17 of 300, best 12", ""]
