@@ -79,8 +79,12 @@ with st.form("train_form", border=True):
     lr = c2.number_input("Learning rate (Adam)", 0.0, 10.0, 3e-4, step=1e-4, format="%.5f", key="train_lr")
     dropout = c3.number_input("Dropout", 0.0, 0.99, 0.0, step=0.05, key="train_dropout")
     weight_decay = c4.number_input("Weight decay", 0.0, 10.0, 0.0, step=1e-4, format="%.5f", key="train_wd")
-    bias_init = st.toggle("Initialize the last layer's bias (log class prior / target mean)", True,
+    c1, c2 = st.columns([3, 1])
+    bias_init = c1.toggle("Initialize the last layer's bias (log class prior / target mean)", True,
                           key="train_bias_init", help="Off: watch the hockey-stick loss curve of a badly initialized net.")
+    patience = c2.number_input("Early stopping patience (MLP; 0: off)", 0, 10_000, 0, key="train_patience",
+                               help="Stop after this many epochs without a better validation loss; keep the best "
+                                    "epoch's weights")
     c1, c2 = st.columns([1, 2])
     parent = c1.selectbox("Changes run (parent, optional)", list(earlier), index=None, key="train_parent",
                           format_func=lambda i: f"{earlier[i].name} · {i[:6]}", placeholder="none",
@@ -92,6 +96,7 @@ if submitted:
     start_run(TrainConfig(model=model, seed=int(seed), epochs=int(epochs) or None, width=int(width), depth=int(depth),
                           batch_size=int(batch_size), lr=float(lr), dropout=float(dropout),
                           weight_decay=float(weight_decay), bias_init=bias_init, task=TASKS[task_choice],
+                          patience=(int(patience) or None) if model == "mlp" else None,
                           exclude=tuple(exclude)), parent, hypothesis)
 if "train_error" in st.session_state:
     st.error(st.session_state.pop("train_error"), icon=":material/error:")
@@ -167,6 +172,15 @@ st.fragment(run_every=POLL_S if run.active else None)(live)(run.id)
 if run.status != "finished":
     st.stop()
 
+
+links = st.columns(3)
+links[0].page_link("pages/tune.py", label="New run from this one (change one thing)", icon=":material/tune:",
+                   query_params={"run": run.id})
+links[1].page_link("pages/compare.py", label="Its curves on Compare", icon=":material/stacked_line_chart:",
+                   query_params={"runs": ",".join(filter(None, [run.parent_id, run.id])), "metric": "val_loss"})
+if run.metrics.get("stopped_epoch") is not None:
+    links[2].caption(f"Early stopping: stopped at epoch {run.metrics['stopped_epoch']:g} of "
+                     f"{run.metrics['max_epochs']:g}; the metrics are the best epoch's ({run.metrics['best_epoch']:g}).")
 
 # -- the checks first, then the numbers -------------------------------------------------------------------
 st.markdown("#### Checks")

@@ -244,3 +244,25 @@ def test_import_tensorboard_and_lightning_dirs(home, capsys, tmp_path):
         (tmp_path / "empty").mkdir(exist_ok=True)
         code, _, err = run(capsys, "import", bad)
         assert code == 2 and err.startswith("error:") and err.count("\n") == 1
+
+
+def test_tune_and_ensemble_print_their_documented_json(home, capsys):
+    run_json(capsys, "ingest", WINE, "--name", "wine")
+    out = run_json(capsys, "tune", "wine", "--target", "cultivar", "--model", "linear", "--trials", "3",
+                   "--seed", "4", "--workers", "1")
+    assert set(out) == {"study", "trials", "best"} and len(out["trials"]) == 3
+    assert set(out["trials"][0]) == {"number", "params", "value", "state", "run_id", "worker"}
+    again = run_json(capsys, "tune", "wine", "--target", "cultivar", "--model", "linear", "--trials", "3",
+                     "--seed", "4", "--workers", "2")
+    assert [t["params"] for t in again["trials"]] == [t["params"] for t in out["trials"]]  # same seed, same params
+    ids = [t["run_id"] for t in out["trials"]]
+    made = run_json(capsys, "ensemble", *ids)
+    assert set(made) == {"run_id", "metrics", "members", "gain_vs_best"} and len(made["members"]) == 3
+    assert made["metrics"]["val_loss"] <= sum(t["value"] for t in out["trials"]) / 3 + 1e-9  # Jensen
+    top = run_json(capsys, "ensemble", "--top", "2", "--dataset", "wine", "--target", "cultivar")
+    assert len(top["members"]) == 2
+    code, _, err = run(capsys, "tune", "wine", "--target", "cultivar", "--model", "linear", "--trials", "2",
+                       "--space", '[{"name": "l2", "kind": "log", "low": 0, "high": 1}]')
+    assert code == 2 and err.count("\n") == 1 and "start above 0" in err
+    code, _, err = run(capsys, "ensemble")
+    assert code == 2 and err.startswith("error:")
