@@ -130,15 +130,19 @@ with tab_curve:
         if st.button("Train the learning curve", disabled=not fractions, key="curve_start"):
             jobs.start_command(sel.settings, ["learning-curve", source.id, "--seeds", str(seeds), "--fractions",
                                               ",".join(str(f) for f in fractions), "--author", sel.author or "anonymous"])
+            st.session_state["curve_pending"] = source.id
             st.toast("Learning curve started; its runs appear below as they train.")
-        curves = sorted({t for r in store.list_runs(record.id, target) if r.parent_id == source.id
-                         for t in r.tags if t.startswith(learning_curve.TAG)}, reverse=True)
+        children = [r for r in store.list_runs(record.id, target) if r.parent_id == source.id]
+        waiting = st.session_state.get("curve_pending") == source.id or any(r.active for r in children)
 
-        @st.fragment(run_every=POLL_S if curves else None)
+        @st.fragment(run_every=POLL_S if waiting else None)
         def curve_results() -> None:
+            curves = sorted({t for r in store.list_runs(record.id, target) if r.parent_id == source.id
+                             for t in r.tags if t.startswith(learning_curve.TAG)}, reverse=True)
             if not curves:
-                st.caption("No learning curve of this run yet.")
+                st.caption("Starting the learning curve…" if waiting else "No learning curve of this run yet.")
                 return
+            st.session_state.pop("curve_pending", None)
             curve = st.selectbox("Learning curve", curves, key="curve_pick", format_func=lambda t: t[6:])[6:]
             frame = learning_curve.table(store, curve)
             metric = st.segmented_control("Metric", [m for m in ("val_loss", "val_accuracy", "val_mae")

@@ -95,8 +95,8 @@ def worker_name() -> str:
 
 
 def run_queued(home: str, store_url: str, run_id: str, trial: dict | None = None) -> dict:
-    """Train a queued run in this (worker) process; with trial={"storage", "study", "trial_id"} it reports each
-    epoch's validation loss to the Optuna trial and stops when the pruner says so. Returns what the caller tells
+    """Train a queued run in this (worker) process; with trial={"storage", "study", "trial_id"} it reports its
+    validation loss to the Optuna trial every 5% of its training and stops when the pruner says so. Returns what the caller tells
     the study: {"run_id", "status", "val_loss", "worker", "reason"}."""
     from recipe_core import runs
     from recipe_core.config import load_settings
@@ -119,9 +119,9 @@ def _pruner(trial: dict):
     study = tuning.load(trial["storage"], trial["study"])  # with the study's pruner: Optuna does not store it
     handle = optuna.trial.Trial(study, trial["trial_id"])
 
-    def report(epoch: int, val_loss: float) -> None:
-        handle.report(val_loss, epoch)
+    def report(percent: int, val_loss: float) -> None:
+        handle.report(val_loss, percent)
         if handle.should_prune():
-            raise Pruned(f"pruned at epoch {epoch}: validation loss {val_loss:.4g} is worse than the median of "
-                         "earlier trials at that epoch")
+            raise Pruned(f"pruned at {percent}% of its training: validation loss {val_loss:.4g} is worse than the "
+                         "median of earlier trials at that point")
     return report

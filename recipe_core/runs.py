@@ -34,6 +34,7 @@ BATCH_VIEW_MAX_FEATURES = 512
 LOG_POINTS = 1000  # about this many train-loss points per run, whatever its length
 EVAL_POINTS = 200  # at most this many full validation passes per run (tiny datasets train for many epochs)
 FLUSH_SECONDS = 1.0
+REPORT_PERCENT = 5  # a tuning trial reports its validation loss 20 times, at 5%, 10%, ... of its training
 TRAIN_LOSS_ROWS = 20_000  # training loss for curves and checks is measured on at most this many rows
 GBM_CHUNK = 10  # trees per chunk: one curve point, one progress update, one chance to cancel
 
@@ -183,7 +184,7 @@ class Recorder:
 
     def __init__(self, store: Store, run_id: str, should_stop: Callable[[], bool] | None = None, prefix: str = ""):
         self.store, self.run_id, self.prefix = store, run_id, prefix
-        self.report: Callable[[int, float], None] | None = None  # a tuning trial's pruner: (epoch, val_loss)
+        self.report: Callable[[int, float], None] | None = None  # a tuning trial's pruner: (percent, val_loss)
         self.points: list[tuple] = []
         self.progress = 0.0
         self.last_flush = time.monotonic()
@@ -265,8 +266,8 @@ def _fit_sklearn(config: TrainConfig, data: Data, X: np.ndarray, X_val: np.ndarr
             rec.log(n_trees, None, train_loss=_loss(data.task, y[:TRAIN_LOSS_ROWS], full(est, X[:TRAIN_LOSS_ROWS])),
                     val_loss=val_loss)
             dynamics.append([n_trees, full(est, fixed)])
-            if rec.report is not None:
-                rec.report(n_trees // GBM_CHUNK, val_loss)  # a tuning trial: one report per chunk of trees
+            if rec.report is not None:  # a tuning trial: one report per chunk of trees, as percent of all trees
+                rec.report(round(100 * n_trees / config.gbm_iterations), val_loss)
 
         grow_boosting(est, X, y, GBM_CHUNK, on_chunk)
     else:
@@ -294,14 +295,21 @@ def _fit_mlp(config: TrainConfig, data: Data, X: np.ndarray, X_val: np.ndarray, 
     if rec is not None:
         rec.log(0, 0.0, train_loss=init_loss, val_loss=mean_loss(model, Xv, yv, data.task))
 
-    # Early stopping and a tuning trial's pruner judge every epoch; otherwise about EVAL_POINTS epochs are enough.
+    # Early stopping judges every epoch; a tuning trial's pruner every REPORT_PERCENT of the training (each report
+    # is a round trip to the study, and percents line up trials of different lengths); else EVAL_POINTS epochs.
     stopper = EarlyStopping(config.patience) if config.patience else None
-    every_epoch = stopper is not None or (rec is not None and rec.report is not None)
+    reporting = rec is not None and rec.report is not None
+
+    def report_at(epoch: int) -> int | None:
+        """The percent of training done after this 0-based epoch, when it crosses a multiple of REPORT_PERCENT."""
+        done, before = 100 * (epoch + 1) // epochs, 100 * epoch // epochs
+        return done // REPORT_PERCENT * REPORT_PERCENT if done // REPORT_PERCENT > before // REPORT_PERCENT else None
 
     def on_epoch(epoch: int, step: int) -> bool:
         if epoch in snapshot_epochs:
             dynamics.append([epoch + 1, predict(model, fixed, data.task)])
-        if not (every_epoch or (rec is not None and epoch in eval_epochs)):
+        percent = report_at(epoch) if reporting else None
+        if not (stopper is not None or percent is not None or (rec is not None and epoch in eval_epochs)):
             return False
         pred = predict(model, Xv, data.task)
         values = {"val_loss": _loss(data.task, data.y_val, pred)}
@@ -312,8 +320,8 @@ def _fit_mlp(config: TrainConfig, data: Data, X: np.ndarray, X_val: np.ndarray, 
             else:
                 values["val_mae"] = float(np.abs(pred - data.y_val).mean())
             rec.log(step, epoch + 1, **values)
-            if rec.report is not None:
-                rec.report(epoch + 1, values["val_loss"])  # raises Pruned when the trial should stop
+            if percent is not None:
+                rec.report(percent, values["val_loss"])  # raises Pruned when the trial should stop
         return stopper is not None and stopper.update(epoch + 1, values["val_loss"], model)
 
     train_mlp(model, Xt, yt, data.task, epochs=epochs, batch_size=config.batch_size, lr=config.lr,
