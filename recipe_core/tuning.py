@@ -172,7 +172,9 @@ def _sampler(name: str, seed: int, space: tuple[Param, ...], budget: int) -> opt
     raise BadInput(f"sampler must be one of {', '.join(SAMPLERS)}, not {name!r}")
 
 
-PRUNER = dict(n_startup_trials=4, n_warmup_steps=2)  # judge nobody before 4 trials completed, nor before epoch 2
+# Judge no trial before 5 trials completed, nor before a quarter of its training (steps are percents of
+# training, see runs.REPORT_PERCENT): early on, a slow learning rate looks bad and may still end best.
+PRUNER = dict(n_startup_trials=5, n_warmup_steps=25)
 
 
 def run_study(settings: Settings, store: Store, record: DatasetRecord, target: str, base: TrainConfig,

@@ -52,7 +52,7 @@ def test_pruning_stops_a_hopeless_trial(settings, store, wine):
     study = optuna.create_study(study_name="prune-me", storage=tuning.optuna_storage(settings.store_url),
                                 pruner=optuna.pruners.MedianPruner(**tuning.PRUNER))
     lr = optuna.distributions.FloatDistribution(1e-9, 1.0, log=True)
-    for i in range(tuning.PRUNER["n_startup_trials"]):  # four trials below the prior's loss (1.083) throughout
+    for i in range(tuning.PRUNER["n_startup_trials"]):  # trials below the prior's loss (1.083) throughout
         study.add_trial(optuna.trial.create_trial(params={"lr": 1e-2}, distributions={"lr": lr}, value=0.05,
                                                   intermediate_values={p: 1.05 for p in range(1, 101)}))
     trial = study.ask({"lr": lr})
@@ -60,9 +60,9 @@ def test_pruning_stops_a_hopeless_trial(settings, store, wine):
     result = executors.run_queued(str(settings.home), settings.store_url, hopeless.id,
                                   {"storage": settings.store_url, "study": "prune-me", "trial_id": trial._trial_id})
     run = store.get_run(hopeless.id)
-    assert result["status"] == run.status == "pruned" and "pruned at 5% of its training" in run.reason
-    # it stopped at its first report (epoch 3 of 50 passes the 5% mark), 47 epochs early
-    assert store.histories([run.id], "val_loss")[run.id].epoch.max() == 3
+    assert result["status"] == run.status == "pruned" and "pruned at 25% of its training" in run.reason
+    # it stopped at its first judged report (epoch 13 of 50 passes the 25% mark), 37 epochs early
+    assert store.histories([run.id], "val_loss")[run.id].epoch.max() == 13
     good = runs.create(store, wine, "cultivar", TrainConfig(model="mlp", lr=1e-2, epochs=50, checks=False))
     trial = study.ask({"lr": lr})
     assert executors.run_queued(str(settings.home), settings.store_url, good.id,
