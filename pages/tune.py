@@ -13,7 +13,7 @@ import pandas as pd
 import streamlit as st
 
 import ui
-from recipe_core import ensembles, executors, figures, jobs, learning_curve, reports, runs, tuning
+from recipe_core import comparison, ensembles, executors, figures, jobs, learning_curve, reports, runs, tuning
 from recipe_core.config import MODELS
 from recipe_core.errors import RecipeError
 from recipe_core.store import new_id
@@ -85,7 +85,7 @@ with tab_new:
         before, after = runs.config_json(base), runs.config_json(new_config)
         if base.exclude is None:
             before["exclude"] = plan.loc[plan["id_like"], "column"].tolist()
-        changed = {k: (before.get(k), after[k]) for k in after if k != "checks" and before.get(k) != after[k]}
+        changed = comparison.config_changes({**before, "checks": True}, after)
         if not changed:
             st.caption("Change one setting above: the changed keys are listed here, highlighted.")
         for key, (old, new) in changed.items():

@@ -208,11 +208,15 @@ class Change:
         return ""
 
 
+def config_changes(before: dict, after: dict) -> dict:
+    """{key: (before, after)} for every key whose value differs (MISSING where one side lacks the key)."""
+    return {k: (before.get(k, MISSING), after.get(k, MISSING)) for k in dict.fromkeys([*before, *after])
+            if not _same(before.get(k, MISSING), after.get(k, MISSING))}
+
+
 def change_from_parent(run: RunRecord, parent: RunRecord, summaries: dict[str, dict[str, MetricSummary]],
                        dataset_names: dict[str, str] | None = None) -> Change:
-    a, b = _flat(parent, dataset_names), _flat(run, dataset_names)
-    changed = {k: (a.get(k, MISSING), b.get(k, MISSING)) for k in dict.fromkeys([*a, *b])
-               if not _same(a.get(k, MISSING), b.get(k, MISSING))}
+    changed = config_changes(_flat(parent, dataset_names), _flat(run, dataset_names))
     deltas = {}
     mine, theirs = summaries.get(run.id, {}), summaries.get(parent.id, {})
     for key in sorted(set(mine) & set(theirs)):

@@ -16,6 +16,7 @@ from multiprocessing import get_context
 from recipe_core.errors import BadInput, Pruned
 
 LOCAL = "local"
+CONNECT_TIMEOUT = "10s"  # to reach a Dask scheduler
 
 
 @contextmanager
@@ -35,7 +36,7 @@ def executor(address: str = LOCAL, workers: int = 2):
     from distributed import Client  # only when a cluster is asked for
 
     try:
-        client = Client("tcp://" + address[len("dask://"):], timeout="10s")
+        client = Client("tcp://" + address[len("dask://"):], timeout=CONNECT_TIMEOUT)
     except OSError as e:
         raise BadInput(f"cannot reach the Dask scheduler at {address}: {str(e).splitlines()[0]}") from None
     try:
