@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, fields, replace
 import numpy as np
 import pandas as pd
 
-from recipe_core.chart import ChartSpec
+from recipe_core.chart import ChartSpec, comparison_figure
 from recipe_core.curves import direction
 from recipe_core.errors import BadInput
 from recipe_core.store import History, MetricSummary, RunRecord, Store
@@ -389,8 +389,6 @@ def references(settings, store: Store, runs: list[RunRecord], metric: str) -> di
 def figure(settings, store: Store, run_ids: list[str], spec: ChartSpec, histories: dict | None = None):
     """The comparer's figure of these runs: (figure, {"shown", "total"}, runs). The page passes the histories it
     has cached; otherwise they are read here."""
-    from recipe_core.chart import comparison_figure
-
     runs = selected_runs(store, run_ids)
     # The browser gets at most about POINTS_DRAWN points, however many runs: the figure stays under 5 MB.
     spec = replace(spec, max_points=max(MIN_POINTS_PER_RUN, min(spec.max_points, POINTS_DRAWN // max(len(runs), 1))))
