@@ -15,6 +15,7 @@ from recipe_core.config import MODELS, TrainConfig, load_settings
 from recipe_core.errors import RecipeError
 from recipe_core.jsonsafe import plain
 from recipe_core.store import KINDS, DatasetRecord, RunRecord, Store
+from recipe_core.tracking import login_name
 
 
 def dataset_json(r: DatasetRecord) -> dict:
@@ -94,7 +95,7 @@ def cmd_train(args, settings, store) -> dict:
                          task=args.task, exclude=tuple(args.exclude) if args.exclude is not None else None,
                          checks=not args.no_checks)
     runs.preflight(settings, record, args.target, config)
-    run = runs.create(store, record, args.target, config, author=args.author or _user())
+    run = runs.create(store, record, args.target, config, author=args.author or login_name())
     # The CLI is its own process, so it runs the job inline; Ctrl-C marks the run cancelled.
     run = runs.execute(settings, store, run.id)
     if run.status != "finished":
@@ -193,7 +194,7 @@ def cmd_tune(args, settings, store) -> dict:
     base = TrainConfig(model=args.model, epochs=args.epochs, seed=args.seed)
     return tuning.run_study(settings, store, record, args.target, base, space, args.trials, sampler=args.sampler,
                             seed=args.seed, executor=args.executor, workers=args.workers,
-                            author=args.author or _user(), study_name=args.study)
+                            author=args.author or login_name(), study_name=args.study)
 
 
 def cmd_learning_curve(args, settings, store) -> dict:
@@ -201,7 +202,7 @@ def cmd_learning_curve(args, settings, store) -> dict:
 
     parent = store.get_run(args.run_id)
     fractions = [float(f) for f in args.fractions.split(",")] if args.fractions else learning_curve.FRACTIONS
-    curve, queued = learning_curve.start(settings, store, parent, fractions, args.seeds, author=args.author or _user())
+    curve, queued = learning_curve.start(settings, store, parent, fractions, args.seeds, author=args.author or login_name())
     learning_curve.execute(settings, store, queued, executor=args.executor, workers=args.workers)
     frame = learning_curve.table(store, curve)
     points = learning_curve.summary(frame)
@@ -219,17 +220,14 @@ def cmd_ensemble(args, settings, store) -> dict:
         ids += ensembles.top_k(store, store.get_dataset(args.dataset).id, args.target, args.top)
     if not ids:
         raise RecipeError("give run ids, or --top K with --dataset and --target")
-    run = ensembles.create(settings, store, ids, author=args.author or _user())
+    run = ensembles.create(settings, store, ids, author=args.author or login_name())
     return ensembles.summary(store, run)
 
 
-def _user() -> str:
-    import getpass
-
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "anonymous"
+def executor_options(s: argparse.ArgumentParser) -> None:
+    """Where the runs of a search or a learning curve train, and how many at a time."""
+    s.add_argument("--executor", default="local", help="local (worker processes) or dask://HOST:PORT")
+    s.add_argument("--workers", type=int, default=2, help="runs at a time")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -316,8 +314,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--trials", type=int, required=True)
     s.add_argument("--sampler", choices=("random", "grid", "tpe"), default="random")
     s.add_argument("--seed", type=int, default=0, help="the same seed gives the same sequence of sampled params")
-    s.add_argument("--executor", default="local", help="local (worker processes) or dask://HOST:PORT")
-    s.add_argument("--workers", type=int, default=2, help="trials at a time")
+    executor_options(s)
     s.add_argument("--epochs", type=int, help="MLP epochs per trial (default: about 2,000 steps)")
     s.add_argument("--space", help='JSON list of {"name", "kind": log|float|int|choice, "low", "high", "choices"}')
     s.add_argument("--study", help="a study name: continue it (it lives in the store) or name the new one")
@@ -328,8 +325,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("run_id")
     s.add_argument("--fractions", help="comma-separated, default 0.1,0.25,0.5,1")
     s.add_argument("--seeds", type=int, default=3)
-    s.add_argument("--executor", default="local", help="local (worker processes) or dask://HOST:PORT")
-    s.add_argument("--workers", type=int, default=2)
+    executor_options(s)
     s.add_argument("--author", help="default: the login name")
     s.set_defaults(run=cmd_learning_curve)
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import time
 
 import numpy as np
-import pandas as pd
 
 from recipe_core import curves, evaluation, runs
 from recipe_core.config import Settings
@@ -173,10 +172,8 @@ def _validation_truth(settings: Settings, store: Store, run: RunRecord,
                       rows: np.ndarray) -> tuple[np.ndarray, list[str]]:
     """The true values of the validation rows and the class names, encoded as a run encodes them (runs.prepare)."""
     _, y = runs.target_column(settings, store.get_dataset(run.dataset_id), run.target, run.task)
-    if run.task == "classification":
-        classes, codes = runs.class_labels(y)
-        return codes[rows], classes
-    return pd.to_numeric(y, errors="coerce").to_numpy(dtype=float)[rows], []
+    classes, encoded = runs.encode_target(y, run.task)
+    return encoded[rows], classes
 
 
 def _where(run: RunRecord) -> str:

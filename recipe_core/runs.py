@@ -113,6 +113,13 @@ def id_like_columns(db: queries.DatasetDB) -> list[str]:
     return [w.column for w in profiles.profile(db).warnings if w.kind == "id_like"]
 
 
+def encode_target(y: pd.Series, task: str) -> tuple[list[str], np.ndarray]:
+    """(class names, each row's class index) for classification; ([], float values, NaN where missing) else."""
+    if task == "classification":
+        return class_labels(y)
+    return [], pd.to_numeric(y, errors="coerce").to_numpy(dtype=float)
+
+
 def class_labels(y: pd.Series) -> tuple[list[str], np.ndarray]:
     """Sorted classes (numbers in numeric order) as text, and each row's class index (-1 where missing)."""
     present = y.dropna()
@@ -152,12 +159,9 @@ def prepare(settings: Settings, store: Store, record: DatasetRecord, target: str
     split = splits.get_or_create(store, record.id, target, y_raw, task)
     if len(split.codes) != len(frame):
         raise RecipeError(f"the stored split of {target!r} does not match the dataset's {len(frame):,} rows")
-    if task == "classification":
-        classes, y_all = class_labels(y_raw)
-        if len(classes) < 2:
-            raise BadInput(f"target {target!r} has only one class: there is nothing to learn")
-    else:
-        classes, y_all = [], pd.to_numeric(y_raw, errors="coerce").to_numpy(dtype=float)
+    classes, y_all = encode_target(y_raw, task)
+    if task == "classification" and len(classes) < 2:
+        raise BadInput(f"target {target!r} has only one class: there is nothing to learn")
     rows_train, rows_val = training_rows(split.rows("train"), config.train_fraction, config.seed), split.rows("val")
     encoder = features.FeatureEncoder({c: treat[c] for c in columns}, config.top_k, config.text_features)
     encoder.fit(frame.iloc[rows_train])

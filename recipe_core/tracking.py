@@ -124,7 +124,7 @@ def start_run(name: str | None = None, config: dict | None = None, parent: str |
         id=run_id or new_id(), name=str(name or f"run-{time.strftime('%Y%m%d-%H%M%S')}")[:500],
         model=str(model or config.get("model") or "custom")[:64], config=config, dataset_id=dataset_id,
         target=target, seed=seed if isinstance(seed, int) and not isinstance(seed, bool) else None,
-        author=author or os.environ.get("RECIPE_AUTHOR") or _user(), status="running", host=socket.gethostname(),
+        author=author or os.environ.get("RECIPE_AUTHOR") or login_name("unknown"), status="running", host=socket.gethostname(),
         pid=os.getpid(), created_at=created_at or now_iso(), started_at=created_at or now_iso(),
         heartbeat=time.time(), parent_id=parent or None, hypothesis=str(hypothesis or ""),
         tags=tuple(str(t) for t in tags), source=source)
@@ -136,11 +136,12 @@ def _check_key(key: str) -> None:
         raise BadInput(f"metric names must have 1 to {MAX_KEY} characters, got {key[:40]!r}")
 
 
-def _user() -> str:
+def login_name(fallback: str = "anonymous") -> str:
+    """Who runs this process (the default author of runs from a script or the CLI)."""
     try:
         return getpass.getuser()
     except (KeyError, OSError):
-        return "unknown"
+        return fallback
 
 
 # A script that never ends its run (no `with`, no finish()) still gets it ended at exit: failed when an uncaught
