@@ -4,10 +4,9 @@ import json
 
 import numpy as np
 import pytest
-from streamlit.testing.v1 import AppTest
 
 import recipe_core as rc
-from test_pages import APP, no_errors
+from test_pages import no_errors, start_app
 
 
 @pytest.fixture(scope="module")
@@ -42,11 +41,7 @@ def logged(home):
 
 @pytest.fixture
 def at(home, logged, monkeypatch):
-    monkeypatch.setenv("RECIPE_HOME", str(home))
-    monkeypatch.delenv("RECIPE_STORE_URL", raising=False)
-    app = AppTest.from_file(str(APP), default_timeout=120)
-    app.run()
-    return app
+    return start_app(home, monkeypatch)
 
 
 def open_compare(at, **params):

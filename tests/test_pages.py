@@ -17,8 +17,8 @@ def home(tmp_path_factory):
     return tmp_path_factory.mktemp("recipe_home")
 
 
-@pytest.fixture
-def app(home, monkeypatch):
+def start_app(home, monkeypatch) -> AppTest:
+    """The app through its entrypoint, on its own RECIPE_HOME and default settings, after a first clean run."""
     monkeypatch.setenv("RECIPE_HOME", str(home))
     monkeypatch.delenv("RECIPE_STORE_URL", raising=False)
     monkeypatch.delenv("RECIPE_MAX_UPLOAD_MB", raising=False)
@@ -26,6 +26,11 @@ def app(home, monkeypatch):
     at.run()
     assert not at.exception, at.exception
     return at
+
+
+@pytest.fixture
+def app(home, monkeypatch):
+    return start_app(home, monkeypatch)
 
 
 def no_errors(at):

@@ -3,12 +3,11 @@ the background and watched to the end, ensembles of the best runs."""
 import time
 
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from recipe_core import runs
 from recipe_core.config import TrainConfig, load_settings
 from recipe_core.store import Store
-from test_pages import APP, choose_dataset, no_errors
+from test_pages import APP, choose_dataset, no_errors, start_app
 
 
 @pytest.fixture(scope="module")
@@ -18,10 +17,7 @@ def home(tmp_path_factory):
 
 @pytest.fixture
 def at(home, monkeypatch):
-    monkeypatch.setenv("RECIPE_HOME", str(home))
-    monkeypatch.delenv("RECIPE_STORE_URL", raising=False)
-    app = AppTest.from_file(str(APP), default_timeout=120)
-    app.run()
+    app = start_app(home, monkeypatch)
     app.switch_page("pages/tune.py").run()
     choose_dataset(app, "wine")
     app.sidebar.selectbox(key="w_target").select("cultivar").run()
