@@ -454,7 +454,7 @@ class Store:
             return bool(conn.execute(sa.select(t.c.cancel_requested).where(t.c.id == run_id)).scalar())
 
     def log_arrays(self, run_id: str, key: str, step, value, epoch=None, wall_time=None) -> int:
-        """Append a whole series at once (importers, the Python API's batches); returns the points written."""
+        """Append a whole series of one metric at once (the importers); returns the points written."""
         pts = np.zeros(len(step), _CHUNK_DTYPE)
         pts["step"], pts["value"] = step, value
         pts["epoch"] = np.nan if epoch is None else epoch
@@ -479,8 +479,7 @@ class Store:
                 parts.setdefault(row["run_id"], []).append(_decode_chunk(row))
         out = {}
         for run_id, chunks in parts.items():
-            columns = {f: np.concatenate([c[f] for c in chunks]) if len(chunks) > 1 else chunks[0][f]
-                       for f in chunks[0]}
+            columns = _joined(chunks)
             step = columns["step"]
             if len(step) > 1 and not np.all(step[1:] >= step[:-1]):  # logged out of order: sort, ties kept in order
                 order = np.argsort(step, kind="stable")
@@ -532,10 +531,11 @@ class Store:
                                                .group_by(t.c.key).having(sa.func.count() > 1))]
             for key in keys:
                 where = (t.c.run_id == run_id) & (t.c.key == key)
-                chunks = [_decode_chunk(r._mapping) for r in conn.execute(sa.select(t).where(where).order_by(t.c.id))]
-                pts = np.zeros(sum(len(c["step"]) for c in chunks), _CHUNK_DTYPE)
+                columns = _joined([_decode_chunk(r._mapping)
+                                   for r in conn.execute(sa.select(t).where(where).order_by(t.c.id))])
+                pts = np.zeros(len(columns["step"]), _CHUNK_DTYPE)
                 for field in FIELDS:
-                    pts[field] = np.concatenate([c[field] for c in chunks])
+                    pts[field] = columns[field]
                 conn.execute(t.delete().where(where))
                 conn.execute(t.insert(), _chunk_rows(run_id, key, pts))
 
@@ -775,6 +775,11 @@ def _fetch_binary(conn: sa.Connection, q: sa.Select) -> list[dict]:
         cur.execute(str(compiled), compiled.params)
         names = [d.name for d in cur.description]
         return [dict(zip(names, row)) for row in cur.fetchall()]
+
+
+def _joined(chunks: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """The columns of a series' chunks end to end, in storage order (a single chunk is not copied)."""
+    return {f: np.concatenate([c[f] for c in chunks]) if len(chunks) > 1 else chunks[0][f] for f in chunks[0]}
 
 
 def _decode_chunk(m) -> dict[str, np.ndarray]:
