@@ -185,9 +185,16 @@ def x_extent(sel: Selection, run_ids: list[str], metric: str, x: str) -> tuple[f
     return comparison.x_extent(histories(sel, run_ids, metric, x), x)
 
 
+@st.cache_data(show_spinner=False, ttl=10.0, max_entries=32)
+def _references(url: str, run_ids: tuple, metric: str, _settings: Settings) -> dict:
+    # Not redrawn per rerun: the human line reads the dataset and the labelling sample
+    return comparison.references(_settings, _store(url), comparison.selected_runs(_store(url), list(run_ids)), metric)
+
+
 def comparison_figure(sel: Selection, run_ids: list[str], spec):
-    fig, counts, _ = comparison.figure(sel.settings, sel.store, run_ids, spec,
-                                       histories=histories(sel, run_ids, spec.metric, spec.x))
+    fig, counts, _ = comparison.figure(
+        sel.settings, sel.store, run_ids, spec, histories=histories(sel, run_ids, spec.metric, spec.x),
+        reference_lines=_references(sel.store.url, tuple(run_ids), spec.metric, sel.settings))
     return fig, counts
 
 

@@ -386,13 +386,16 @@ def references(settings, store: Store, runs: list[RunRecord], metric: str) -> di
     return reports.references(store.list_runs(dataset_id, target), metric, human)
 
 
-def figure(settings, store: Store, run_ids: list[str], spec: ChartSpec, histories: dict | None = None):
-    """The comparer's figure of these runs: (figure, {"shown", "total"}, runs). The page passes the histories it
-    has cached; otherwise they are read here."""
+def figure(settings, store: Store, run_ids: list[str], spec: ChartSpec, histories: dict | None = None,
+           reference_lines: dict[str, float] | None = None):
+    """The comparer's figure of these runs: (figure, {"shown", "total"}, runs). The page passes the histories and
+    reference lines it has cached; otherwise they are read here."""
     runs = selected_runs(store, run_ids)
     # The browser gets at most about POINTS_DRAWN points, however many runs: the figure stays under 5 MB.
     spec = replace(spec, max_points=max(MIN_POINTS_PER_RUN, min(spec.max_points, POINTS_DRAWN // max(len(runs), 1))))
     if histories is None:
         histories = store.histories([r.id for r in runs], spec.metric, fields_for(spec.x))
-    fig, counts = comparison_figure(spec, runs, histories, references(settings, store, runs, spec.metric))
+    if reference_lines is None:
+        reference_lines = references(settings, store, runs, spec.metric)
+    fig, counts = comparison_figure(spec, runs, histories, reference_lines)
     return fig, counts, runs
