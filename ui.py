@@ -14,6 +14,7 @@ import streamlit as st
 from recipe_core import comparison, datasets, labels, profiles, queries, runs
 from recipe_core.config import Settings, load_settings
 from recipe_core.errors import RecipeError
+from recipe_core.safetext import markdown_literal
 from recipe_core.store import DatasetRecord, Store
 
 SAMPLE_DIR = Path(__file__).resolve().parent / "sample_data"
@@ -222,21 +223,13 @@ def sync_query_params(params: dict[str, str], owned: tuple[str, ...]) -> None:
             st.query_params[key] = value
 
 
-_MARKDOWN_SPECIAL = set("\\`*_{}[]()<>#+-.!|~:$")
-
-
-def plain_text(value) -> str:
-    """Text from users or data, shown literally inside st.markdown (no links, emphasis or colour directives)."""
-    return "".join("\\" + ch if ch in _MARKDOWN_SPECIAL else ch for ch in str(value))
-
-
 def catalog_changed() -> None:
     """Call after any write to the catalog: the one cache that depends on it."""
     _catalog.clear()
 
 
 def show_error(error: RecipeError) -> None:
-    st.error(str(error), icon=":material/error:")
+    st.error(markdown_literal(error), icon=":material/error:")  # messages quote the values they refuse
 
 
 def _signed_in_user() -> str:
@@ -251,7 +244,7 @@ def _signed_in_user() -> str:
 def _author_input() -> str:
     user = _signed_in_user()
     if user:
-        st.caption(f"Signed in as {user}")
+        st.caption(f"Signed in as {markdown_literal(user)}")
         return user
     st.session_state.setdefault(AUTHOR, "")
     st.session_state["w_author"] = st.session_state[AUTHOR]
@@ -284,7 +277,7 @@ def sidebar() -> Selection:
     try:
         _samples_registered(str(cfg.home), cfg.store_url)
     except RecipeError as e:  # a broken sample must not take the app down
-        st.sidebar.warning(f"Sample data not registered: {e}")
+        st.sidebar.warning(f"Sample data not registered: {markdown_literal(e)}")
     records = _catalog(cfg.store_url)
     by_id = {r.id: r for r in records}
 

@@ -12,6 +12,7 @@ import ui
 from recipe_core import comparison
 from recipe_core.chart import ChartSpec
 from recipe_core.errors import RecipeError
+from recipe_core.safetext import markdown_literal
 from recipe_core.store import Comment, new_id
 
 sel = ui.sidebar()
@@ -46,7 +47,7 @@ if VIEW not in st.session_state or (url and url != comparison.view_to_params(st.
 view: comparison.View = st.session_state[VIEW]
 st.session_state.setdefault(RUNS, [i for i in view.runs if i in by_id])
 for missing in [i for i in view.runs if i not in by_id]:
-    st.warning(f"Run {missing} from the link is not in this store (deleted, or another store).")
+    st.warning(f"Run {markdown_literal(missing)} from the link is not in this store (deleted, or another store).")
 
 
 def set_runs(ids: list[str]) -> None:
@@ -89,7 +90,7 @@ except RecipeError as e:
     shown = frame.iloc[:0]
 
 b = st.columns([1, 1, 1, 3])
-if b[0].button(f"Top {top_n} by {run_filter.metric or 'a metric'}", disabled=not run_filter.metric,
+if b[0].button(f"Top {top_n} by {markdown_literal(run_filter.metric or 'a metric')}", disabled=not run_filter.metric,
                help="Pick a metric to rank by in the filters"):
     set_runs(comparison.filter_runs(frame, replace(run_filter, top_n=int(top_n)))["id"].tolist())
 if b[1].button("Chart all shown", disabled=shown.empty):
@@ -205,16 +206,17 @@ for run in chosen:
         continue
     parent = by_id.get(run.parent_id)
     if parent is None:
-        st.warning(f"{run.name}: its parent run {run.parent_id} is not in this store.")
+        st.warning(f"{markdown_literal(run.name)}: its parent run {markdown_literal(run.parent_id)} is not in "
+                   "this store.")
         continue
     change = comparison.change_from_parent(run, parent, summaries, dataset_names)
     with st.container(border=True):
-        st.markdown(f"**{ui.plain_text(run.name)}** from **{ui.plain_text(parent.name)}**"
-                    + (f" · hypothesis: _{ui.plain_text(change.hypothesis)}_" if change.hypothesis else ""))
+        st.markdown(f"**{markdown_literal(run.name)}** from **{markdown_literal(parent.name)}**"
+                    + (f" · hypothesis: _{markdown_literal(change.hypothesis)}_" if change.hypothesis else ""))
         if change.flagged:
             st.warning(change.flagged, icon=":material/flag:")
         for key, (old, new) in change.changed.items():
-            st.markdown(f"- `{ui.plain_text(key)}`: {ui.plain_text(old)} → {ui.plain_text(new)}")
+            st.markdown(f"- {markdown_literal(key)}: {markdown_literal(old)} → {markdown_literal(new)}")
         if change.deltas:
             st.dataframe(comparison.deltas_frame(change), hide_index=True, width="stretch")
 if not chosen:
@@ -229,7 +231,7 @@ if chosen:
     notes = store.comments(ids)
     for note in notes:
         when = dt.datetime.fromtimestamp(note.at, dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-        st.markdown(f"**{ui.plain_text(note.author)}** on _{ui.plain_text(by_id[note.run_id].name)}_ · {when}")
+        st.markdown(f"**{markdown_literal(note.author)}** on _{markdown_literal(by_id[note.run_id].name)}_ · {when}")
         st.text(note.text)
     if not notes:
         st.caption("No notes on the charted runs yet.")
@@ -264,7 +266,8 @@ if upload is not None and st.button("Import", key="cmp_import"):
     else:
         ui.runs_changed()
         fresh = [r for r in imported if not r.get("already")]
-        st.session_state[IMPORTED] = (f"Imported {len(fresh)} run(s): " + ", ".join(r["name"] for r in fresh)
+        st.session_state[IMPORTED] = (f"Imported {len(fresh)} run(s): "
+                                      + ", ".join(markdown_literal(r["name"]) for r in fresh)
                                       + (f"; {len(imported) - len(fresh)} already here" if len(fresh) < len(imported)
                                          else "") + ". They are on the chart.")
         st.session_state[PENDING] = [r["run_id"] for r in imported]

@@ -9,6 +9,7 @@ import streamlit as st
 import ui
 from recipe_core import datasets, figures, profiles, queries
 from recipe_core.errors import RecipeError
+from recipe_core.safetext import markdown_literal
 from recipe_core.store import KINDS
 
 sel = ui.sidebar()
@@ -27,7 +28,7 @@ def add_dataset() -> None:
         submitted = st.form_submit_button("Add dataset", type="primary")
     if submitted and upload is not None:
         try:
-            with st.spinner(f"Reading {upload.name}…"):
+            with st.spinner(f"Reading {markdown_literal(upload.name)}…"):
                 record = datasets.ingest_bytes(
                     sel.settings, sel.store, upload, source_name=upload.name, name=name.strip() or None
                 )
@@ -36,7 +37,8 @@ def add_dataset() -> None:
             return
         ui.catalog_changed()
         ui.select_dataset(record.id)
-        st.session_state["flash"] = f"Added {record.name!r}: {record.n_rows:,} rows, {len(record.columns):,} columns."
+        st.session_state["flash"] = (f"Added '{markdown_literal(record.name)}': {record.n_rows:,} rows, "
+                                     f"{len(record.columns):,} columns.")
         st.rerun()
 
 
@@ -51,11 +53,11 @@ if sel.record is None:
 record = sel.record
 db = ui.db(sel)
 st.caption(
-    f"**{record.name}** · {record.n_rows:,} rows · {len(record.columns):,} columns · "
-    f"{record.fmt} from `{record.source_name}` · added {record.created_at}"
+    f"**{markdown_literal(record.name)}** · {record.n_rows:,} rows · {len(record.columns):,} columns · "
+    f"{record.fmt} from {markdown_literal(record.source_name)} · added {record.created_at}"
 )
-for note in record.notes:
-    st.warning(note, icon=":material/info:")
+for note in record.notes:  # they quote the file's column names
+    st.warning(markdown_literal(note), icon=":material/info:")
 
 VIEWS = ["Overview", "Columns", "Target", "Rows"]
 EXPORT_MAX_ROWS = 1_000_000
@@ -82,7 +84,8 @@ def overview() -> None:
     for kind, found in by_kind.items():
         if len(found) == 1:
             w = found[0]
-            st.warning(f"**{kind}**{'' if w.column is None else f' · `{w.column}`'}: {w.message}")
+            column = "" if w.column is None else f" · {markdown_literal(w.column)}"
+            st.warning(f"**{kind}**{column}: {markdown_literal(w.message)}")
         else:
             with st.expander(f"**{kind}** in {len(found)} columns", icon=":material/warning:"):
                 st.dataframe({"column": [w.column for w in found], "finding": [w.message for w in found]},
@@ -130,7 +133,7 @@ def target_view() -> None:
         st.info("Pick a target column in the sidebar to see its balance and each feature against it.")
         return
     task = ui.task(sel)
-    st.caption(f"`{sel.target}` looks like a **{task}** target.")
+    st.caption(f"{markdown_literal(sel.target)} looks like a **{task}** target.")
     if task == "classification":
         counts = ui.value_counts(sel, sel.target)
         st.plotly_chart(figures.class_balance_figure(counts, sel.target))
@@ -168,8 +171,8 @@ def rows_view() -> None:
             else:
                 state["filters"].append(new)
     for i, f in enumerate(state["filters"]):
-        text = f"`{f.column}` {f.op}" + ("" if f.op in ("is missing", "is not missing") else f" {f.value!r}")
-        if st.button(f"✕ {text}", key=f"rm_filter_{i}", help="Remove this filter"):
+        text = f"{f.column} {f.op}" + ("" if f.op in ("is missing", "is not missing") else f" {f.value!r}")
+        if st.button(f"✕ {markdown_literal(text)}", key=f"rm_filter_{i}", help="Remove this filter"):
             state["filters"].pop(i)
             st.rerun()
     c1, c2, c3, c4 = st.columns([3, 3, 1.5, 2], vertical_alignment="bottom")
@@ -214,7 +217,7 @@ def rows_view() -> None:
         if "extremes" in state:
             ext_col, largest = state.pop("extremes")
             rows = queries.extremes(db, ext_col, n=page_size, largest=largest)
-            st.caption(f"The {'largest' if largest else 'smallest'} values of `{ext_col}`")
+            st.caption(f"The {'largest' if largest else 'smallest'} values of {markdown_literal(ext_col)}")
             n_total = len(rows)
         else:
             result = queries.page(db, q)
@@ -261,7 +264,7 @@ def row_detail(row_id) -> None:
     try:
         values = queries.row(db, int(row_id))
     except (RecipeError, ValueError):
-        st.error(f"No row {row_id!r} in this dataset.")
+        st.error(f"No row {markdown_literal(repr(row_id))} in this dataset.")  # row_id may come from the URL
         return
     st.subheader(f"Row {int(row_id):,}")
     shown = [str(v) for v in values.values()]

@@ -14,6 +14,7 @@ import streamlit as st
 import ui
 from recipe_core import figures, labels, queries, runs
 from recipe_core.errors import RecipeError
+from recipe_core.safetext import markdown_literal
 
 sel = ui.sidebar()
 st.title("Label")
@@ -53,13 +54,14 @@ def save(item: int, label) -> None:
         st.session_state["label_error"] = str(e)
         return
     st.session_state["label_clicks"] = st.session_state.get("label_clicks", 0) + 1
-    st.session_state["label_saved"] = f"Stored: item {item} = {label if label is not None else 'skipped'}"
+    shown = "skipped" if label is None else markdown_literal(label)
+    st.session_state["label_saved"] = f"Stored: item {item} = {shown}"
     st.session_state["label_note"] = ""  # note and features belong to this item only
     st.session_state["label_used"] = []
     go(1)
 
 
-st.progress(done / len(base.items), text=f"{done} / {len(base.items)} labelled by {me}")
+st.progress(done / len(base.items), text=f"{done} / {len(base.items)} labelled by {markdown_literal(me)}")
 hidden = st.multiselect("Hide columns that leak the answer (the target is always hidden)",
                         [c for c in record.column_names if c != target], key=f"label_hide:{record.id}:{target}")
 
@@ -68,7 +70,7 @@ item = base.items[pos]
 if "label_saved" in st.session_state:
     st.success(st.session_state.pop("label_saved"), icon=":material/check:")
 if "label_error" in st.session_state:
-    st.error(st.session_state.pop("label_error"), icon=":material/error:")
+    st.error(markdown_literal(st.session_state.pop("label_error")), icon=":material/error:")
 
 # -- the item, as a person can judge it -----------------------------------------------------------------------
 st.subheader(f"Item {pos + 1} of {len(base.items)}  ·  row {item}")
@@ -82,7 +84,7 @@ if grid is not None:
 profile_by_name = {p.name: p for p in ui.profile(sel).columns} if shown else {}
 text_columns = [c for c in shown if record.column(c).kind == "text"]
 for c in text_columns:
-    right.markdown(f"**{c}**")
+    right.markdown(f"**{markdown_literal(c)}**")
     right.text(str(values[c])[:5000])
 table = pd.DataFrame([{"column": c, "value": str(values[c]),
                        "where it sits": labels.placed(values[c], getattr(profile_by_name.get(c), "quantiles", None))}
@@ -90,7 +92,7 @@ table = pd.DataFrame([{"column": c, "value": str(values[c]),
 if not table.empty:
     (right if grid is None else left).dataframe(table, hide_index=True, width="stretch")
 if item in mine:
-    st.caption(f"Your label: {mine[item].label if mine[item].label is not None else 'skipped'}")
+    st.caption(f"Your label: {'skipped' if mine[item].label is None else markdown_literal(mine[item].label)}")
 
 # -- the answer -------------------------------------------------------------------------------------------
 st.text_input("Note (optional): what made you decide", key="label_note", max_chars=labels.MAX_NOTE_CHARS)
@@ -98,7 +100,7 @@ st.multiselect("Features I used", [c for c in record.column_names if c != target
 if base.task == "classification":
     cols = st.columns(min(len(base.classes), 10))
     for k, name in enumerate(base.classes):
-        cols[k % len(cols)].button(name, key=f"class:{k}", shortcut=str(k) if k < 10 else None,
+        cols[k % len(cols)].button(markdown_literal(name), key=f"class:{k}", shortcut=str(k) if k < 10 else None,
                                    on_click=save, args=(item, name), width="stretch")
 else:
     def save_number(item: int) -> None:
@@ -109,7 +111,7 @@ else:
             save(item, number)
 
     with st.form("label_number", clear_on_submit=True, border=False):
-        st.number_input(f"{target} (Enter saves)", value=None, key="label_value")
+        st.number_input(f"{markdown_literal(target)} (Enter saves)", value=None, key="label_value")
         st.form_submit_button("Save", on_click=save_number, args=(item,))
 nav = st.columns(3)
 nav[0].button("← Back", key="label_back", shortcut="Left", on_click=go, args=(-1,), width="stretch")

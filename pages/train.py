@@ -13,6 +13,7 @@ import ui
 from recipe_core import figures, jobs, labels, reports, runs
 from recipe_core.config import MODELS, TrainConfig
 from recipe_core.errors import NotFound, RecipeError
+from recipe_core.safetext import markdown_literal
 
 sel = ui.sidebar()
 st.title("Train")
@@ -99,11 +100,10 @@ if submitted:
                           patience=(int(patience) or None) if model == "mlp" else None,
                           exclude=tuple(exclude)), parent, hypothesis)
 if "train_error" in st.session_state:
-    st.error(st.session_state.pop("train_error"), icon=":material/error:")
+    st.error(markdown_literal(st.session_state.pop("train_error")), icon=":material/error:")
 
 # -- the leaderboard -------------------------------------------------------------------------------------
-all_runs = sel.store.list_runs(record.id, target)
-jobs.reap_lost(sel.store, all_runs)
+all_runs = sel.store.list_runs(record.id, target)  # a run whose process died reads lost
 board = reports.leaderboard(all_runs)
 st.subheader("Leaderboard")
 if board.empty:
@@ -148,16 +148,19 @@ st.query_params["run"] = run.id
 # -- the run: live while it trains -----------------------------------------------------------------------
 def live(run_id: str) -> None:
     run = sel.store.get_run(run_id)
-    st.subheader(f"Run {run.name}")
-    st.caption(f"{run.model} · seed {run.seed} · {run.task or ''} · by {run.author} · code {run.code_version} · "
-               f"id `{run.id}`")
+    st.subheader(f"Run {markdown_literal(run.name)}")
+    st.caption(f"{markdown_literal(run.model)} · seed {run.seed} · {run.task or ''} · "
+               f"by {markdown_literal(run.author)} · code {markdown_literal(run.code_version)} · id `{run.id}`")
     history = reports.history_frame(sel.store.metric_history([run.id]))
     if run.active:
         st.progress(run.progress, text=f"{run.status}… {run.progress:.0%}")
+        if run.status == "queued":
+            st.caption(f"Waiting for a free training slot: {sel.settings.max_jobs} runs train at once on this "
+                       "server (RECIPE_MAX_JOBS); it starts by itself.")
         st.button("Cancel", icon=":material/stop:", key="train_cancel", on_click=jobs.cancel,
                   args=(sel.store, run.id))
     elif run.status != "finished":
-        st.error(f"Run {run.status}: {run.reason}", icon=":material/error:")
+        st.error(f"Run {run.status}: {markdown_literal(run.reason)}", icon=":material/error:")
     st.plotly_chart(figures.loss_curves_figure(history, log_y=st.session_state.get("train_log_y", False)),
                     width="stretch", key=f"curves:{run.id}")
     if st.session_state.get("train_was_active") and not run.active:
@@ -185,7 +188,8 @@ if run.metrics.get("stopped_epoch") is not None:
 # -- the checks first, then the numbers -------------------------------------------------------------------
 st.markdown("#### Checks")
 for name, check in reports.ordered_checks(run.checks):
-    st.markdown(f"{reports.VERDICT[check.get('ok')]} **{name}**: {check.get('message', '')}")
+    st.markdown(f"{reports.VERDICT[check.get('ok')]} **{markdown_literal(name)}**: "
+                f"{markdown_literal(check.get('message', ''))}")  # read back from the shared store
 
 evaluation = ui.run_artifact(sel, run, "evaluation") or {}
 if evaluation:
@@ -241,12 +245,12 @@ with views[3]:
         curve = pd.DataFrame(over["curve"], columns=["step", "value"]).assign(key="train_loss")
         st.plotly_chart(figures.loss_curves_figure(curve, "Overfitting one batch", log_y=True), width="stretch")
     else:
-        st.caption(over.get("message", "not run"))
+        st.caption(markdown_literal(over.get("message", "not run")))
 with views[4]:
     cap = run.checks.get("capacity", {})
     if cap.get("widths"):
         st.plotly_chart(figures.capacity_figure(cap["widths"], cap["train_losses"]), width="stretch")
     else:
-        st.caption(cap.get("message", "not run"))
+        st.caption(markdown_literal(cap.get("message", "not run")))
 with views[5]:
     st.json(run.config)

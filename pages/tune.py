@@ -16,6 +16,7 @@ import ui
 from recipe_core import comparison, ensembles, executors, figures, jobs, learning_curve, reports, runs, tuning
 from recipe_core.config import MODELS
 from recipe_core.errors import RecipeError
+from recipe_core.safetext import markdown_literal
 from recipe_core.store import new_id
 
 sel = ui.sidebar()
@@ -89,8 +90,8 @@ with tab_new:
         if not changed:
             st.caption("Change one setting above: the changed keys are listed here, highlighted.")
         for key, (old, new) in changed.items():
-            st.markdown(f":orange-background[`{key}`: {ui.plain_text(json.dumps(old))} → "
-                        f"**{ui.plain_text(json.dumps(new))}**]")
+            st.markdown(f":orange-background[`{key}`: {markdown_literal(json.dumps(old))} → "
+                        f"**{markdown_literal(json.dumps(new))}**]")
         if len(changed) > 1:
             st.warning(f"{len(changed)} things changed: Compare will flag this run, because the metric delta cannot "
                        "be pinned on one of them. Change one thing at a time.", icon=":material/flag:")
@@ -167,9 +168,10 @@ with tab_search:
                                      key="search_sampler", help="Random by default; grid for comparison; TPE optional")
     seed = int(c[3].number_input("Seed", 0, 2**31 - 1, 0, key="search_seed"))
     c = st.columns([2, 1, 1])
-    executor = c[0].text_input("Run trials on", "local", key="search_executor", max_chars=200,
-                               help="local: worker processes here; dask://HOST:PORT: the workers of a Dask cluster "
-                                    "(they need this store's URL and RECIPE_HOME)")
+    offered = [name for name, _ in sel.settings.executors]  # listed by the operator: a visitor never types one
+    executor = c[0].selectbox("Run trials on", offered, key="search_executor",
+                              help="local: worker processes here; the others are the Dask clusters this server's "
+                                   "operator listed in RECIPE_EXECUTORS")
     workers = int(c[1].number_input("Trials at a time", 1, 64, 2, key="search_workers"))
     epochs = int(c[2].number_input("MLP epochs per trial (0: auto)", 0, 10_000, 0, key="search_epochs",
                                    disabled=model != "mlp"))
@@ -199,10 +201,10 @@ with tab_search:
                        "every setting in every trial, so the settings that matter get explored.")
     if st.button("Start the search", type="primary", disabled=space is None, key="search_start"):
         try:
-            executors_ok = executors.check(executor)
+            address = executors.reachable(sel.settings.executor_address(executor))
             study = f"{record.name}-{target}-{model}-{sampler}-s{seed}-{new_id()[:6]}"
             argv = ["tune", record.id, "--target", target, "--model", model, "--trials", str(n_trials),
-                    "--sampler", sampler, "--seed", str(seed), "--executor", executors_ok, "--workers", str(workers),
+                    "--sampler", sampler, "--seed", str(seed), "--executor", address, "--workers", str(workers),
                     "--space", json.dumps(rows.to_dict("records"), default=str), "--study", study,
                     "--author", sel.author or "anonymous"]
             if model == "mlp" and epochs:
@@ -213,7 +215,7 @@ with tab_search:
         else:
             jobs.start_command(sel.settings, argv)
             st.session_state["search_study"] = study
-            st.toast(f"Study {study} started.")
+            st.toast(f"Study {markdown_literal(study)} started.")  # the study is named after the dataset
 
     names = tuning.studies(sel.store.url, record.id, target)
     if st.session_state.get("search_study") and st.session_state["search_study"] not in names:

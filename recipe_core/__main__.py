@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-from recipe_core import datasets, labels, profiles, queries, runs
+from recipe_core import datasets, jobs, labels, profiles, queries, runs
 from recipe_core.config import MODELS, TrainConfig, load_settings
 from recipe_core.errors import RecipeError
 from recipe_core.jsonsafe import plain
@@ -96,8 +96,9 @@ def cmd_train(args, settings, store) -> dict:
                          checks=not args.no_checks)
     runs.preflight(settings, record, args.target, config)
     run = runs.create(store, record, args.target, config, author=args.author or login_name())
-    # The CLI is its own process, so it runs the job inline; Ctrl-C marks the run cancelled.
-    run = runs.execute(settings, store, run.id)
+    # The CLI is its own process, so it runs the job inline (in one of the machine's training slots, waiting for
+    # one if they are all taken); Ctrl-C marks the run cancelled.
+    run = jobs.execute(settings, store, run.id)
     if run.status != "finished":
         raise RecipeError(f"run {run.id} {run.status}: {run.reason}")
     return run_json(run)

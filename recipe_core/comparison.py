@@ -5,12 +5,12 @@ from __future__ import annotations
 import io
 import json
 import math
-import time
 from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 import pandas as pd
 
+from recipe_core import csv_export
 from recipe_core.chart import ChartSpec, comparison_figure
 from recipe_core.curves import direction
 from recipe_core.errors import BadInput
@@ -24,15 +24,14 @@ BASE_COLUMNS = ("name", "id", "status", "model", "dataset", "target", "author", 
 
 # -- the runs table -----------------------------------------------------------------------------------
 def runs_frame(runs: list[RunRecord], summaries: dict[str, dict[str, MetricSummary]],
-               dataset_names: dict[str, str] | None = None, now: float | None = None) -> pd.DataFrame:
+               dataset_names: dict[str, str] | None = None) -> pd.DataFrame:
     """One row per run: who, what and when, then for each logged metric its final value, its best (min or max by
     the metric's direction) and the step of the best, from the stored summaries."""
     names = {r.id: r.name for r in runs}
     dataset_names = dataset_names or {}
-    now = time.time() if now is None else now
     rows = []
     for r in runs:
-        row = {"name": r.name, "id": r.id, "status": _status(r, now), "model": r.model,
+        row = {"name": r.name, "id": r.id, "status": r.status, "model": r.model,
                "dataset": dataset_names.get(r.dataset_id, r.dataset_id or ""), "target": r.target or "",
                "author": r.author, "tags": ", ".join(r.tags), "source": r.source,
                "created": r.created_at[:19].replace("T", " "),
@@ -46,17 +45,6 @@ def runs_frame(runs: list[RunRecord], summaries: dict[str, dict[str, MetricSumma
         rows.append(row)
     frame = pd.DataFrame(rows, columns=list(BASE_COLUMNS) if not rows else None)
     return frame
-
-
-SILENT_AFTER_S = 300  # a running run whose script has not written for this long is probably dead
-
-
-def _status(run: RunRecord, now: float) -> str:
-    """The status, and for a running run that stopped writing (a script killed with -9 cannot say so) how long
-    it has been silent."""
-    if run.status == "running" and run.heartbeat is not None and now - run.heartbeat > SILENT_AFTER_S:
-        return f"running (silent {int((now - run.heartbeat) // 60)} min)"
-    return run.status
 
 
 def _stopped(run: RunRecord) -> str:
@@ -333,7 +321,7 @@ def load_histories(store: Store, run_ids: list[str], keys: list[str]) -> dict[st
 
 def export_bytes(frame: pd.DataFrame, fmt: str) -> bytes:
     if fmt == "csv":
-        return frame.to_csv(index=False).encode()
+        return csv_export.frame_csv(frame)
     if fmt == "parquet":
         buf = io.BytesIO()
         frame.to_parquet(buf, index=False)

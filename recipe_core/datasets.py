@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import datetime
 import gzip
 import hashlib
 import io
@@ -15,11 +16,13 @@ import os
 import re
 import shutil
 import statistics
+import subprocess
+import sys
 import uuid
 import zipfile
 import zlib
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PureWindowsPath
 from typing import BinaryIO
 
@@ -28,6 +31,7 @@ import duckdb
 from recipe_core.config import Settings
 from recipe_core.errors import BadInput, NotFound
 from recipe_core.queries import quote_ident, quote_literal
+from recipe_core.safetext import check_text, storable
 from recipe_core.snapshot import RESERVED_NAMES
 from recipe_core.store import Column, DatasetRecord, Store
 
@@ -36,7 +40,16 @@ COMPRESSION = "snappy"  # measured: zstd (level 1) made ingest ~25% slower for ~
 CHUNK = 1 << 20  # bytes per read when hashing, staging and decompressing
 SAMPLE_BYTES = 1 << 20  # the head of a file that sniffing looks at
 MAX_LINE_BYTES = 64 << 20  # one CSV line or JSON record; a 10 MB cell must fit
-INGEST_MEMORY_LIMIT = "2GB"  # DuckDB spills to the work folder beyond this
+DUCKDB_LINE_BYTES = 2_000_000  # DuckDB's default max_line_size
+# DuckDB spills to the work folder beyond this; with Python and pyarrow (~170 MB) the process stays under 1 GB.
+# Measured: with 2GB a 100M-row Parquet peaked at 997 MB; with 512MB a 5M-row, 656 MB CSV peaks at 420-510 MB
+# (560-700 MB with 2GB) and ingests as fast, within this shared machine's noise.
+INGEST_MEMORY_LIMIT = "512MB"
+MAX_PARQUET_FOOTER = 64 << 20  # DuckDB and pyarrow decode the whole footer in memory
+# Fields on one line of a CSV. DuckDB's CSV reader and sniffer take ~100 bytes per field of a line outside their
+# memory limit (measured: one 25M-field line, 1.5-2.9 GB to read, 5 GB to sniff), so longer lines are refused first.
+MAX_LINE_FIELDS = CHUNK  # _check_lines relies on it: a line inside one chunk cannot have more
+CELL_MARK = "recipe-cell:"  # marks our own error for a value over settings.max_cell_bytes
 SNIFF_ROWS = 20_480  # rows DuckDB's sniffer reads to guess types (its default sample_size)
 WIDEN_MARK = "recipe-widen:"  # marks our own cast errors so the column can be widened and the file re-read
 DELIMITERS = (",", "\t", ";", "|")
@@ -51,6 +64,21 @@ NUMERIC = re.compile(
     r"FLOAT|REAL|DOUBLE|DECIMAL.*)$"
 )
 INTEGER = re.compile(r"^U?(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT)$")
+# The parts openpyxl loads whole, by their uncompressed size (measured: 64 MB of 3M tiny shared strings peaked at
+# 520 MB and took 40 s to parse; a 53 MB styles.xml peaked at 853 MB). Excel's own styles.xml is rarely 1 MB.
+ROOT = Path(__file__).resolve().parents[1]
+XLSX_STRINGS_BYTES = 64 << 20
+XLSX_PROCESS_BYTES = 2 << 30  # the child that parses a workbook: its address space (Python and Arrow map ~1 GB)
+XLSX_TIMEOUT_S = 600.0  # openpyxl reads ~50k rows of 4 cells a second: a full 1M-row sheet takes ~80 s
+XLSX_PART_BYTES = 8 << 20
+EXCEL_ROWS = 1_048_576  # Excel's own limit
+XML_ROW = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?row[\s/>]")  # a <row> start tag, namespace prefix or not
+XLSX_BATCH_CELLS = 200_000  # sheet cells per staged Parquet part: bounded memory, and few files
+XLSX_BATCH_CHARS = 32 << 20  # and text per part: inline strings are held until their part is written
+# openpyxl.cell.cell.ERROR_CODES, spelled out: importing openpyxl costs 0.2 s, and only workbooks need it
+EXCEL_ERRORS = ("#NULL!", "#DIV/0!", "#VALUE!", "#REF!", "#NAME?", "#NUM!", "#N/A")
+EXCEL_MISSING = frozenset(NULL_STRINGS + EXCEL_ERRORS)  # pandas read both as missing
+EXCEL_TYPES = {bool: "BOOLEAN", int: "BIGINT", float: "DOUBLE", datetime.datetime: "TIMESTAMP", str: "VARCHAR"}
 
 
 # -----------------------------------------------------------------------------------------------------------
@@ -61,6 +89,7 @@ def ingest_file(
     settings: Settings, store: Store, path: Path, *, name: str | None = None, source_name: str | None = None
 ) -> DatasetRecord:
     """Ingest a file on disk (CLI, sample data). Re-ingesting identical bytes returns the existing record."""
+    name = _checked_name(name)
     path = Path(path)
     if not path.is_file():
         raise BadInput(f"no such file: {path}")
@@ -69,13 +98,14 @@ def ingest_file(
     with ThreadPoolExecutor(max_workers=1) as pool:
         # Hashing (a full read) runs while DuckDB sniffs the file: both release the GIL.
         digest = pool.submit(_sha256_file, path)
-        return _ingest(settings, store, path, digest, size, source_name or path.name, name)
+        return _ingest(settings, store, path, digest, size, storable(source_name or path.name), name)
 
 
 def ingest_bytes(
     settings: Settings, store: Store, data: bytes | BinaryIO, *, source_name: str, name: str | None = None
 ) -> DatasetRecord:
     """Ingest a browser upload: streamed to a private temp file (hashed and capped on the way), then ingested."""
+    name = _checked_name(name)
     stream = io.BytesIO(data) if isinstance(data, (bytes, bytearray, memoryview)) else data
     if hasattr(stream, "seek"):
         stream.seek(0)
@@ -92,9 +122,14 @@ def ingest_bytes(
         _check_size(size, settings)
         digest = Future()
         digest.set_result(h.hexdigest())
-        return _ingest(settings, store, staged, digest, size, source_name, name)
+        return _ingest(settings, store, staged, digest, size, storable(source_name), name)
     finally:
         staged.unlink(missing_ok=True)
+
+
+def _checked_name(name: str | None) -> str | None:
+    """A name the store can hold, checked before anything is written (a NUL fails PostgreSQL mid-transaction)."""
+    return None if name is None else check_text(name, "the dataset name", max_chars=200)
 
 
 def ensure_samples(settings: Settings, store: Store, sample_dir: Path) -> list[DatasetRecord]:
@@ -135,6 +170,7 @@ class _Source:
     check_integers: bool = False  # rows beyond the sniffer's sample: a later 2.5 must not become 3
     json: str | None = None  # read_json call (no closing parenthesis) while its types come from a sample
     exact: set[int] = field(default_factory=set)  # checked BIGINT columns whose values a double cannot hold
+    row_bound: int | None = None  # the file cannot hold more rows than this (None: unknown before reading)
 
 
 def _ingest(settings, store, path: Path, digest: Future, size: int, source_name: str, name: str | None):
@@ -163,7 +199,7 @@ def _ingest(settings, store, path: Path, digest: Future, size: int, source_name:
             return found
         dataset_id = digest.result()[:16]
         final = settings.snapshots_dir / f"{dataset_id}.parquet"
-        n_rows = _write_snapshot(con, src, tmp)
+        n_rows = _write_snapshot(con, src, tmp, settings)
         if n_rows == 0:
             raise BadInput(_no_rows(src))
         columns = _columns(con, tmp, n_rows)
@@ -213,9 +249,9 @@ def _open_source(con, path: Path, work: Path, settings: Settings) -> _Source:
 
 def _open_plain(con, path: Path, head: bytes, work: Path, settings: Settings) -> _Source:
     if head.startswith(b"PAR1"):
-        return _open_parquet(con, path)
+        return _open_parquet(con, path, settings)
     if head.startswith(b"PK\x03\x04"):
-        return _open_xlsx(con, path, settings)
+        return _open_xlsx(path, work, settings)
     if head.startswith(b"\xd0\xcf\x11\xe0"):
         raise BadInput("old Excel .xls files are not supported; save the sheet as .xlsx or CSV")
     encoding, text = _decode_head(head)
@@ -224,7 +260,7 @@ def _open_plain(con, path: Path, head: bytes, work: Path, settings: Settings) ->
     first = text.lstrip()[:1]
     if first in "[{":
         return _open_json(con, path, text, encoding)
-    return _open_csv(con, path, head, text, encoding)
+    return _open_csv(con, path, head, text, encoding, settings)
 
 
 # -----------------------------------------------------------------------------------------------------------
@@ -279,13 +315,15 @@ def _gunzip(path: Path, out_path: Path, settings: Settings) -> None:
 # delimited text
 
 
-def _open_csv(con, path: Path, head: bytes, text: str, encoding: str) -> _Source:
+def _open_csv(con, path: Path, head: bytes, text: str, encoding: str, settings: Settings) -> _Source:
     complete = len(head) < SAMPLE_BYTES  # the sample holds the whole file
     if not complete:
         text = text[: text.rfind("\n") + 1] or text  # drop the cut-off last line
     delim = _sniff_delimiter(text)
     fmt = "tsv" if delim == "\t" else "csv"
+    longest, line_ends = (len(head), text.count("\n") or text.count("\r")) if complete else _check_lines(path, delim)
     header_fields, modal = _sample_shape(text, delim)
+    _check_width(max(len(header_fields), modal), settings)  # before DuckDB's sniffer: a wide line exhausts it
     base = {
         "delim": delim,
         "encoding": encoding,
@@ -293,8 +331,11 @@ def _open_csv(con, path: Path, head: bytes, text: str, encoding: str) -> _Source
         "skip": 0,
         "comment": "",
     }
+    if longest > DUCKDB_LINE_BYTES:  # sniffing a 70 MB line with the default first costs DuckDB 3-17 s
+        base["max_line_size"] = MAX_LINE_BYTES
     sniffed = _duckdb_sniff(con, path, base)
-    if sniffed is None:  # perhaps a line over DuckDB's default 2 MB; allowing longer ones always costs speed
+    if sniffed is None and "max_line_size" not in base:
+        # perhaps a quoted value over DuckDB's default 2 MB; allowing longer ones always costs speed
         sniffed = _duckdb_sniff(con, path, {**base, "max_line_size": MAX_LINE_BYTES})
         if sniffed is not None:
             base["max_line_size"] = MAX_LINE_BYTES
@@ -310,9 +351,11 @@ def _open_csv(con, path: Path, head: bytes, text: str, encoding: str) -> _Source
         extra = {k: v for k, v in sniffed.items() if k in ("dateformat", "timestampformat")}
     else:
         # DuckDB's sniffer gave up or disagrees (typically ragged rows): read strictly as text so the
-        # first bad line is reported, rather than guessing a different dialect.
+        # first bad line is reported, rather than guessing a different dialect. Long lines are allowed: with
+        # its 2 MB default, DuckDB 2.0.1 skips a 70 MB line without a word.
         has_header, types = True, ["VARCHAR"] * len(header_fields)
         quote, escape, extra = '"', '"', {}
+        base["max_line_size"] = MAX_LINE_BYTES
     if has_header:
         raw_names = _parse_header(text, delim, quote, escape)
         if len(raw_names) != len(types):
@@ -323,9 +366,46 @@ def _open_csv(con, path: Path, head: bytes, text: str, encoding: str) -> _Source
     options = {**base, "quote": quote, "escape": escape, "header": has_header, **extra}
     seen_all = complete and text.count("\n") < SNIFF_ROWS
     src = _Source(fmt, path, "", names, list(types), notes, csv=options, ascii_head=head.isascii(),
-                  check_integers=not seen_all)
+                  check_integers=not seen_all, row_bound=line_ends + 1)
     src.from_sql = _csv_from(src)
     return src
+
+
+def _check_lines(path: Path, delim: str) -> tuple[int, int]:
+    """The longest line's length in bytes (exact above CHUNK) and the number of line ends, refusing a line over
+    MAX_LINE_BYTES or with more than MAX_LINE_FIELDS delimiters (quoted ones too) before DuckDB reads it.
+
+    DuckDB 2.0.1 skips a header line over its max_line_size without a word (a 70 MB one gave "no data rows"),
+    and takes ~100 bytes per field of a line outside its memory limit. A line within one chunk cannot break
+    either limit, so only the runs across chunk ends are measured; counting the line ends (so that the COPY
+    needs no LIMIT) makes it one pass as fast as hashing: 0.66 s for 656 MB.
+    """
+    sep, fields, start, offset, longest, ends = delim.encode(), 0, 0, 0, 0, 0  # start: where this line begins
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            ends += chunk.count(b"\n") or chunk.count(b"\r")
+            first = min((i for i in (chunk.find(b"\n"), chunk.find(b"\r")) if i >= 0), default=len(chunk))
+            fields += chunk.count(sep, 0, first)
+            longest = max(longest, offset + first - start)
+            if longest > MAX_LINE_BYTES or fields > MAX_LINE_FIELDS:
+                number = _line_number(path, start)
+                if longest > MAX_LINE_BYTES:
+                    raise BadInput(f"line {number:,} is longer than {_mb(MAX_LINE_BYTES)}")
+                raise BadInput(f"line {number:,} has more than {MAX_LINE_FIELDS:,} fields")
+            if first < len(chunk):
+                last = max(chunk.rfind(b"\n"), chunk.rfind(b"\r"))
+                fields, start = chunk.count(sep, last + 1), offset + last + 1
+            offset += len(chunk)
+    return longest, ends
+
+
+def _line_number(path: Path, offset: int) -> int:
+    """The 1-based number of the line that starts at this byte offset (\n, or \r alone, ends a line)."""
+    lf = cr = done = 0
+    with open(path, "rb") as f:
+        while done < offset and (chunk := f.read(min(CHUNK, offset - done))):
+            lf, cr, done = lf + chunk.count(b"\n"), cr + chunk.count(b"\r"), done + len(chunk)
+    return 1 + (lf or cr)
 
 
 def _null_strings(text: str, delim: str) -> list[str]:
@@ -445,10 +525,10 @@ def _csv_error(e: duckdb.Error, src: _Source) -> BadInput:
         physical = _ragged_line(src, expected, record) or record
         return BadInput(f"line {physical} has {got} field{'s' * (got != 1)}, expected {expected}")
     where = f"line {record}" if record else "the file"
+    if _too_long(msg):
+        return BadInput(f"{where if record else 'a line'} is longer than {_mb(MAX_LINE_BYTES)}")
     if "unterminated quote" in msg:
         return BadInput(f"{where} has a quoted value that is never closed")
-    if "Maximum line size" in msg:
-        return BadInput(f"{where} is longer than {_mb(MAX_LINE_BYTES)}")
     if "Invalid unicode" in msg:
         return BadInput(f"{where} is not valid {src.csv['encoding'].upper()} text")
     return BadInput(f"could not read the file as {src.fmt.upper()}: {_first_line(e, drop_quoted_paths=True)}")
@@ -493,7 +573,9 @@ def _open_json(con, path: Path, text: str, encoding: str) -> _Source:
     # One object may span the whole file when it is not an array or JSON Lines.
     max_object = MAX_LINE_BYTES if layout != "unstructured" else max(MAX_LINE_BYTES, path.stat().st_size + 1)
     reader = f"read_json({quote_literal(str(path))}, format='{layout}', records=true, maximum_object_size={max_object}"
-    src = _Source(fmt, path, f"{reader})", [], [], json=reader)
+    # every record is an object; one object of lists is unnested into rows, as many as it holds values
+    bound = _occurrences(path, b"{") if layout != "unstructured" else None
+    src = _Source(fmt, path, f"{reader})", [], [], json=reader, row_bound=bound)
     try:
         keys, types = _describe(con, src.from_sql)  # types from DuckDB's sample of the records
         if layout == "unstructured" and types and all(t.endswith("[]") for t in types):
@@ -511,6 +593,14 @@ def _open_json(con, path: Path, text: str, encoding: str) -> _Source:
     src.names, notes = _unique_names(keys)
     src.types, src.notes = types, notes + _text_notes(src.names, types)
     return src
+
+
+def _occurrences(path: Path, byte: bytes) -> int:
+    n = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            n += chunk.count(byte)
+    return n
 
 
 def _describe(con, from_sql: str) -> tuple[list[str], list[str]]:
@@ -553,7 +643,7 @@ def _is_json_lines(text: str) -> bool:
     first, _, rest = text.partition("\n")
     try:
         json.loads(first)
-    except ValueError:
+    except (ValueError, RecursionError):  # too deep for Python: DuckDB then refuses it by its own depth limit
         return False
     return rest.lstrip().startswith("{")
 
@@ -562,6 +652,9 @@ def _json_error(e: duckdb.Error, path: Path) -> BadInput:
     msg = str(e)
     if isinstance(e, duckdb.OutOfMemoryException) or "failed to allocate" in msg:
         return BadInput(_NO_MEMORY)
+    depth = re.search(r"maximum recursion depth of (\d+)", msg)
+    if depth:
+        return BadInput(f"the JSON is nested more than {depth.group(1)} levels deep")
     if "expected records" in msg:
         return BadInput("the JSON holds no objects: expected an array of objects, or one object per line")
     if "Malformed JSON" in msg:
@@ -583,6 +676,8 @@ def _json_error_place(path: Path) -> str | None:
         return "somewhere in the file"  # one valid document: then it is JSON Lines that failed
     except json.JSONDecodeError as e:
         whole = e
+    except RecursionError:  # nested deeper than Python's parser goes: DuckDB's own place will do
+        return None
     if not text.lstrip().startswith("["):
         for number, line in enumerate(text.splitlines(), start=1):  # JSON Lines: each line on its own
             try:
@@ -590,24 +685,48 @@ def _json_error_place(path: Path) -> str | None:
                     json.loads(line)
             except json.JSONDecodeError as e:
                 return f"at line {number}, column {e.colno}: {e.msg}"
+            except RecursionError:
+                return None
     return f"at line {whole.lineno}, column {whole.colno}: {whole.msg}"
 
 
-def _open_parquet(con, path: Path) -> _Source:
+def _open_parquet(con, path: Path, settings: Settings) -> _Source:
     with open(path, "rb") as f:
-        f.seek(-4, os.SEEK_END)
-        tail = f.read(4)
-    if tail != b"PAR1":
+        f.seek(-8, os.SEEK_END)
+        tail = f.read(8)
+    if tail[4:] != b"PAR1":
         raise BadInput("the Parquet file is truncated or corrupt (no footer)")
+    if int.from_bytes(tail[:4], "little") > MAX_PARQUET_FOOTER:
+        raise BadInput(f"the Parquet file's footer is larger than {_mb(MAX_PARQUET_FOOTER)}")
     from_sql = f"read_parquet({quote_literal(str(path))})"
     try:
         described = con.execute(f"DESCRIBE SELECT * FROM {from_sql}").fetchall()
+        n_rows = _check_parquet_footer(con, path, settings, len(described))
     except duckdb.Error as e:
         raise BadInput(f"the Parquet file is corrupt: {_first_line(e, drop_quoted_paths=True)}") from None
     types = [r[1] for r in described]
     raw = _parquet_names(path)
     names, notes = _unique_names(raw if len(raw) == len(types) else [r[0] for r in described])
-    return _Source("parquet", path, from_sql, names, types, notes + _text_notes(names, types))
+    return _Source("parquet", path, from_sql, names, types, notes + _text_notes(names, types), row_bound=n_rows)
+
+
+def _check_parquet_footer(con, path: Path, settings: Settings, n_columns: int) -> int:
+    """The number of rows, refusing from the footer alone, before any data is read: a 168 KB file can declare
+    100M rows, and a 10 KB one (zstd) a 300 MB string, which reading would first decompress whole."""
+    file = quote_literal(str(path))
+    _check_width(n_columns, settings)
+    (n_rows,) = con.execute(f"SELECT num_rows FROM parquet_file_metadata({file})").fetchone()
+    n_values, column, per_value = con.execute(
+        "SELECT sum(num_values), arg_max(path_in_schema, total_uncompressed_size / greatest(num_values, 1)), "
+        f"max(total_uncompressed_size / greatest(num_values, 1)) FROM parquet_metadata({file})"
+    ).fetchone()
+    if n_rows > settings.max_rows:
+        raise BadInput(_over_cap(settings, 1))
+    if max(n_rows * n_columns, n_values or 0) > settings.max_cells:  # list items count as cells: they are stored
+        raise BadInput(_over_cap(settings, n_columns))
+    if (per_value or 0) > 2 * settings.max_cell_bytes:  # surely over, page headers and all; the COPY checks exactly
+        raise BadInput(f"column {column!r} has a value larger than {_cell_cap(settings)}")
+    return n_rows
 
 
 def _parquet_names(path: Path) -> list[str]:
@@ -620,54 +739,245 @@ def _parquet_names(path: Path) -> list[str]:
         return []
 
 
-def _open_xlsx(con, path: Path, settings: Settings) -> _Source:
-    import pandas as pd
+def _open_xlsx(path: Path, work: Path, settings: Settings) -> _Source:
+    """The first sheet, streamed row by row into Parquet parts in the work folder (by a child process: see
+    _stage_in_child), then read like a Parquet file: memory stays bounded however long the sheet (pandas.read_excel
+    held a 1M-row sheet whole: 671 MB, 142 s)."""
+    staged = _stage_in_child(path, work, settings)
+    kept = [j for j, kinds in enumerate(staged.kinds) if kinds or staged.header[j] != ""]
+    names, notes = _unique_names([staged.header[j] for j in kept])
+    types = [_excel_type(staged.kinds[j]) for j in kept]
+    parts = "[" + ", ".join(quote_literal(str(p)) for p in staged.parts) + "]"
+    casts = ", ".join(f"CAST(c{j} AS {t})" for j, t in zip(kept, types))
+    from_sql = f"(SELECT {casts} FROM read_parquet({parts}, union_by_name=true))"
+    return _Source("xlsx", path, from_sql, names, types, notes, row_bound=staged.n_rows)
 
+
+def _stage_in_child(path: Path, work: Path, settings: Settings) -> _StagedSheet:
+    """Stage the sheet in a child process with an address-space limit and a time limit.
+
+    openpyxl parses whatever XML a workbook holds, and a crafted part (one row of tens of millions of cells, a huge
+    merged-cells list) can grow it before any check of ours runs: in a child, that ends the child, never the server.
+    """
+    caps = {name: getattr(settings, name)
+            for name in ("max_rows", "max_cells", "max_cell_bytes", "max_columns", "max_upload_bytes")}
+    caps["process_bytes"] = XLSX_PROCESS_BYTES
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    try:
+        done = subprocess.run([sys.executable, "-m", "recipe_core.datasets", "stage-xlsx", str(path), str(work),
+                               json.dumps(caps)], capture_output=True, text=True, timeout=XLSX_TIMEOUT_S, env=env,
+                              cwd=str(ROOT), stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise BadInput(f"the Excel workbook took longer than {XLSX_TIMEOUT_S:.0f} s to read; save the sheet as "
+                       "CSV") from None
+    lines = done.stdout.strip().splitlines()
+    result = json.loads(lines[-1]) if done.returncode == 0 and lines else None
+    if result is None:  # killed at its memory limit, or worse: say what is known
+        raise BadInput("the Excel workbook needs more memory to read than this server allows; save the sheet as CSV")
+    if not result["ok"]:
+        raise BadInput(result["error"])
+    return _StagedSheet(result["header"], [set(k) for k in result["kinds"]], [Path(p) for p in result["parts"]],
+                        result["n_rows"])
+
+
+def _stage_workbook(path: Path, work: Path, settings: Settings) -> _StagedSheet:
+    """What the child process of _stage_in_child does."""
+    import openpyxl
+
+    _check_workbook_parts(path, settings)
+    with open(path, "rb") as file:  # a file, not a path: openpyxl refuses an upload's temp name (not .xlsx)
+        try:
+            book = openpyxl.load_workbook(file, read_only=True, data_only=True, keep_links=False)
+        except Exception as e:  # noqa: BLE001 - openpyxl raises many types for broken workbooks
+            raise BadInput(f"the Excel workbook could not be read: {_first_line(e)}") from None
+        try:
+            sheet = book.worksheets[0]
+            sheet.reset_dimensions()  # the declared size may lie: rows then end at their last cell
+            return _stage_sheet(sheet.iter_rows(values_only=True), work, settings)
+        except (BadInput, MemoryError):
+            raise
+        except Exception as e:  # noqa: BLE001 - a broken sheet fails while it is parsed
+            raise BadInput(f"the Excel workbook could not be read: {_first_line(e)}") from None
+        finally:
+            book.close()
+
+
+def _stage_workbook_main(argv: list[str]) -> int:
+    """python -m recipe_core.datasets stage-xlsx PATH WORK CAPS_JSON: one JSON line, the staged sheet or an error."""
+    from recipe_core.capacity import limit_memory
+    from recipe_core.config import load_settings
+
+    path, work, caps = Path(argv[0]), Path(argv[1]), json.loads(argv[2])
+    limit_memory(caps.pop("process_bytes"))
+    settings = replace(load_settings({"RECIPE_HOME": str(work)}), **caps)
+    try:
+        staged = _stage_workbook(path, work, settings)
+        out = {"ok": True, "header": staged.header, "kinds": [sorted(k) for k in staged.kinds],
+               "parts": [str(p) for p in staged.parts], "n_rows": staged.n_rows}
+    except BadInput as e:
+        out = {"ok": False, "error": str(e)}
+    except MemoryError:
+        out = {"ok": False, "error": "the Excel workbook needs more memory to read than this server allows; "
+                                     "save the sheet as CSV"}
+    print(json.dumps(out))
+    return 0
+
+
+def _check_workbook_parts(path: Path, settings: Settings) -> None:
+    """Bound what openpyxl inflates (zipfile never reads past a part's declared size): the whole workbook by the
+    upload cap, each part that openpyxl's read-only mode parses whole by XLSX_PART_BYTES (the shared strings by
+    XLSX_STRINGS_BYTES), and each streamed sheet by Excel's row limit."""
     try:
         with zipfile.ZipFile(path) as zf:
-            entries = zf.infolist()
-    except zipfile.BadZipFile:
+            sizes = {e.filename: e.file_size for e in zf.infolist()}
+            if "xl/workbook.xml" not in sizes:
+                raise BadInput("zip archives are supported only as Excel workbooks (.xlsx)")
+            if sum(sizes.values()) > settings.max_upload_bytes:
+                raise BadInput(f"the workbook decompresses to more than {_mb(settings.max_upload_bytes)} "
+                               "(the RECIPE_MAX_UPLOAD_MB limit)")
+            strings = _shared_strings_part(zf, sizes)
+            for name, size in sizes.items():
+                cap = XLSX_STRINGS_BYTES if name == strings else XLSX_PART_BYTES if _parsed_whole(name) else None
+                if cap is not None and size > cap:
+                    raise BadInput(f"the workbook's part {storable(name)[:100]!r} decompresses to more than "
+                                   f"{_mb(cap)}")
+            for name in sizes:
+                if _streamed_sheet(name):
+                    _check_sheet_rows(zf, name)
+    except (zipfile.BadZipFile, zlib.error, EOFError):
         raise BadInput("the file looks like a zip archive but is corrupt") from None
-    if "xl/workbook.xml" not in {e.filename for e in entries}:
-        raise BadInput("zip archives are supported only as Excel workbooks (.xlsx)")
-    if sum(e.file_size for e in entries) > settings.max_upload_bytes:
-        # zipfile never inflates past the declared sizes, so this bounds what openpyxl can expand
-        raise BadInput(
-            f"the workbook decompresses to more than {_mb(settings.max_upload_bytes)} (the RECIPE_MAX_UPLOAD_MB limit)"
-        )
+
+
+def _shared_strings_part(zf: zipfile.ZipFile, sizes: dict[str, int]) -> str | None:
+    """Where the content types put the shared strings, as openpyxl finds them (None: openpyxl will say why)."""
+    from openpyxl.packaging.manifest import Manifest
+    from openpyxl.xml.constants import ARC_CONTENT_TYPES, SHARED_STRINGS
+    from openpyxl.xml.functions import fromstring
+
+    if sizes.get(ARC_CONTENT_TYPES, 0) > XLSX_PART_BYTES:
+        return None  # refused as a part parsed whole
     try:
-        raw = pd.read_excel(path, sheet_name=0, header=None, engine="openpyxl")
-    except Exception as e:  # noqa: BLE001 - openpyxl raises many types for broken workbooks
-        raise BadInput(f"the Excel workbook could not be read: {_first_line(e)}") from None
-    raw = raw.dropna(how="all").dropna(axis=1, how="all")
-    if raw.empty:
+        found = Manifest.from_tree(fromstring(zf.read(ARC_CONTENT_TYPES))).find(SHARED_STRINGS)
+    except (KeyError, SyntaxError, TypeError, ValueError):
+        return None
+    return found.PartName[1:] if found is not None else None
+
+
+def _streamed_sheet(name: str) -> bool:
+    return name.startswith("xl/worksheets/") and name.endswith(".xml") and "/_rels/" not in name
+
+
+def _parsed_whole(name: str) -> bool:
+    """XML that openpyxl's read-only mode parses at once: all but the streamed sheets and the pivot caches it
+    skips; pictures and embedded files it never reads."""
+    return name.endswith((".xml", ".rels")) and not _streamed_sheet(name) and not name.startswith("xl/pivotCache/")
+
+
+def _check_sheet_rows(zf: zipfile.ZipFile, name: str) -> None:
+    """Refuse a sheet of more rows than Excel allows before openpyxl parses it: openpyxl keeps every parsed <row>
+    element (cleared, but still attached: ~140 bytes each), and parses a sheet without <dimension> twice.
+    One inflate-and-regex pass, 1.8 s for a 1M-row sheet that openpyxl then parses in ~70 s."""
+    n_rows, tail = 0, b""
+    with zf.open(name) as f:
+        while n_rows <= EXCEL_ROWS and (chunk := f.read(CHUNK)):
+            data = tail + chunk
+            n_rows += len(XML_ROW.findall(data)) - len(XML_ROW.findall(tail))  # tail: counted last time
+            tail = data[-64:]
+    if n_rows > EXCEL_ROWS:
+        raise BadInput(f"the workbook's sheet {storable(name)[:100]!r} has more than {EXCEL_ROWS:,} rows, "
+                       "Excel's own limit")
+
+
+@dataclass
+class _StagedSheet:
+    header: list[str]  # the first non-blank row, as names
+    kinds: list[set[str]]  # per column: the DuckDB types of the values seen below the header
+    parts: list[Path]  # Parquet files of text columns c0, c1, ... (a part may be narrower than the sheet)
+    n_rows: int
+
+
+def _stage_sheet(rows, work: Path, settings: Settings) -> _StagedSheet:
+    """Write the sheet's non-blank rows below the header as text, applying the caps as the rows arrive."""
+    import openpyxl.utils
+
+    header, kinds, parts, batch, batch_cells, batch_chars, n_data = None, [], [], [], 0, 0, 0
+    for number, row in enumerate(rows, start=1):
+        if number > settings.max_rows + 1:  # blank rows too: each one costs a parse
+            raise BadInput(f"the sheet has more than {settings.max_rows:,} rows (the RECIPE_MAX_ROWS limit)")
+        values = [_excel_value(v) for v in row]
+        for j, v in enumerate(values):
+            if type(v) is str:
+                batch_chars += len(v)
+                if len(v) * 4 > settings.max_cell_bytes and len(v.encode()) > settings.max_cell_bytes:
+                    cell = f"{openpyxl.utils.get_column_letter(j + 1)}{number}"
+                    raise BadInput(f"the cell {cell} holds more than {_cell_cap(settings)}")
+        if all(v is None for v in values):
+            continue  # blank rows are dropped, as pandas did
+        _check_width(len(values), settings)
+        if header is None:
+            header = [_cell_name(v) for v in values]
+            continue
+        n_data += 1
+        width = max(len(values), len(header), len(kinds))
+        if n_data * width > settings.max_cells:
+            raise BadInput(_over_cap(settings, width))
+        kinds.extend(set() for _ in range(width - len(kinds)))
+        batch.append(values)
+        batch_cells += len(values)
+        if batch_cells >= XLSX_BATCH_CELLS or batch_chars >= XLSX_BATCH_CHARS:
+            parts.append(_write_sheet_part(batch, kinds, work / f"sheet-{len(parts)}.parquet"))
+            batch, batch_cells, batch_chars = [], 0, 0
+    if header is None:
         raise BadInput("the first sheet of the workbook is empty")
-    header = [_cell_name(v) for v in raw.iloc[0]]
-    data = raw.iloc[1:].reset_index(drop=True)
-    if len(data) == 0:
+    if n_data == 0:
         raise BadInput("the first sheet has a header row but no data rows")
-    names, notes = _unique_names(header)
-    frame = pd.DataFrame({n: _excel_column(data.iloc[:, i]) for i, n in enumerate(names)})
-    con.register("sheet", frame)
-    types = [r[1] for r in con.execute("DESCRIBE sheet").fetchall()]
-    return _Source("xlsx", path, "sheet", names, types, notes)
+    if batch:
+        parts.append(_write_sheet_part(batch, kinds, work / f"sheet-{len(parts)}.parquet"))
+    return _StagedSheet(header + [""] * (len(kinds) - len(header)), kinds, parts, n_data)
+
+
+def _excel_value(v):
+    """A cell as pandas.read_excel read it: missing markers and error values are None, whole numbers are ints."""
+    if type(v) is str:
+        return None if v in EXCEL_MISSING else v
+    if type(v) is float and v.is_integer():
+        return int(v)
+    return v
+
+
+def _write_sheet_part(batch: list[list], kinds: list[set[str]], path: Path) -> Path:
+    """One Parquet part of text columns (a value's text casts back exactly); notes the types each column holds."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    width = len(kinds)
+    columns = {}
+    for j, values in enumerate(zip(*(r + [None] * (width - len(r)) for r in batch))):
+        kinds[j] |= _excel_kinds(values)
+        columns[f"c{j}"] = pa.array([None if v is None else str(v) for v in values], pa.string())
+    pq.write_table(pa.table(columns), path, compression="none")
+    return path
+
+
+def _excel_kinds(values) -> set[str]:
+    types = set(map(type, values)) - {type(None)}
+    kinds = {EXCEL_TYPES.get(t, "VARCHAR") for t in types}
+    if int in types and not all(-(2**63) <= v < 2**63 for v in values if type(v) is int):
+        kinds.add("VARCHAR")  # beyond BIGINT: pandas kept such a column as objects, then text
+    return kinds
+
+
+def _excel_type(kinds: set[str]) -> str:
+    """One type per column, as pandas' convert_dtypes gave: mixed cells (numbers and words) are kept as text."""
+    if kinds == {"BIGINT", "DOUBLE"}:
+        return "DOUBLE"
+    return next(iter(kinds)) if len(kinds) == 1 else "VARCHAR"
 
 
 def _cell_name(value) -> str:
-    import pandas as pd
-
-    if value is None or (not isinstance(value, str) and pd.isna(value)):
+    if value is None:
         return ""
     return value.isoformat() if hasattr(value, "isoformat") else str(value)
-
-
-def _excel_column(series):
-    import pandas as pd
-
-    series = series.convert_dtypes()
-    if series.dtype == object:  # mixed cells (numbers and words): keep every value, as text
-        series = series.map(lambda v: None if pd.isna(v) else str(v)).astype("string")
-    return series
 
 
 # -----------------------------------------------------------------------------------------------------------
@@ -742,17 +1052,29 @@ def _nested(dtype: str) -> bool:
     return dtype.endswith("]") or dtype.startswith(("STRUCT", "MAP", "UNION"))
 
 
-def _write_snapshot(con, src: _Source, tmp: Path) -> int:
-    """COPY the source to Parquet with the row id first; a CSV is re-read when a guess proves wrong."""
+def _write_snapshot(con, src: _Source, tmp: Path, settings: Settings) -> int:
+    """COPY the source to Parquet, checking every text value's size on the way and stopping one row past the
+    row and cell caps (a CSV of 500M short lines is refused after 20M, not written whole); a CSV is re-read
+    when a type guess proves wrong."""
+    _check_width(len(src.names), settings)
+    cap = _row_cap(settings, len(src.names))
+    # A LIMIT makes DuckDB write serially (measured, 5M-row CSV: 8.3-11.7 s, against 5.2-6.8 s without), so it
+    # is there only when the file may hold more rows than the cap.
+    limit = f"LIMIT {cap + 1}" if src.row_bound is None or src.row_bound > cap else ""
     for _ in range(len(src.names) + 3):  # each retry widens a column, or changes encoding or line limit once
         sql = (
-            f"COPY (SELECT {_select_list(src)} FROM {src.from_sql}) TO {quote_literal(str(tmp))} "
+            f"COPY (SELECT {_size_checked(src, settings)} FROM (SELECT {_select_list(src)} FROM {src.from_sql} "
+            f"{limit})) TO {quote_literal(str(tmp))} "
             f"(FORMAT parquet, ROW_GROUP_SIZE {ROW_GROUP_SIZE}, COMPRESSION {COMPRESSION})"
         )
         try:
-            return int(con.execute(sql).fetchone()[0])
+            n_rows = int(con.execute(sql).fetchone()[0])
         except duckdb.Error as e:
             msg = str(e)
+            too_big = re.search(CELL_MARK + r"(\d+)", msg)
+            if too_big:
+                name = src.names[int(too_big.group(1)) - 1]
+                raise BadInput(f"column {name!r} has a value larger than {_cell_cap(settings)}") from None
             if src.csv is not None:
                 retry = _widen(src, msg) or _fall_back_to_latin1(src, msg) or _allow_long_lines(src, msg)
                 src.from_sql = _csv_from(src)
@@ -763,7 +1085,45 @@ def _write_snapshot(con, src: _Source, tmp: Path) -> int:
                     raise _read_error(again, src) from None
             if not retry:
                 raise _read_error(e, src) from None
+        else:
+            if n_rows > cap:
+                raise BadInput(_over_cap(settings, len(src.names)))
+            return n_rows
     raise BadInput("could not settle the column types of the file")
+
+
+def _size_checked(src: _Source, settings: Settings) -> str:
+    """The stored columns, each text one stopped with a marked error when a value is over the cell cap
+    (strlen of a DuckDB string is its stored length: no scan)."""
+    parts = []
+    for i, (name, dtype) in enumerate(zip(src.names, src.types), start=1):
+        col = quote_ident(name)
+        if KEEP_TYPES.match(dtype) and dtype != "VARCHAR":
+            parts.append(col)  # numbers, dates and booleans have a fixed size
+        else:
+            parts.append(f"CASE WHEN strlen({col}) > {settings.max_cell_bytes} THEN error('{CELL_MARK}{i}') "
+                         f"ELSE {col} END AS {col}")
+    return ", ".join(parts)
+
+
+def _row_cap(settings: Settings, n_columns: int) -> int:
+    return min(settings.max_rows, settings.max_cells // max(1, n_columns))
+
+
+def _over_cap(settings: Settings, n_columns: int) -> str:
+    if _row_cap(settings, n_columns) == settings.max_rows:
+        return f"the file has more than {settings.max_rows:,} rows (the RECIPE_MAX_ROWS limit)"
+    return (f"the file has more than {settings.max_cells:,} cells, rows x columns "
+            f"(the RECIPE_MAX_CELLS limit; {n_columns:,} columns allow {_row_cap(settings, n_columns):,} rows)")
+
+
+def _cell_cap(settings: Settings) -> str:
+    return f"{_mb(settings.max_cell_bytes)} (the RECIPE_MAX_CELL_MB limit)"
+
+
+def _check_width(n_columns: int, settings: Settings) -> None:
+    if n_columns > settings.max_columns:
+        raise BadInput(f"the file has more than {settings.max_columns:,} columns (the RECIPE_MAX_COLUMNS limit)")
 
 
 def _widen(src: _Source, msg: str) -> bool:
@@ -798,10 +1158,15 @@ def _fall_back_to_latin1(src: _Source, msg: str) -> bool:
 
 
 def _allow_long_lines(src: _Source, msg: str) -> bool:
-    if "Maximum line size" not in msg or src.csv.get("max_line_size") == MAX_LINE_BYTES:
+    if not _too_long(msg) or src.csv.get("max_line_size") == MAX_LINE_BYTES:
         return False
     src.csv["max_line_size"] = MAX_LINE_BYTES
     return True
+
+
+def _too_long(msg: str) -> bool:
+    # DuckDB says "Parallel CSV Reader ... does not support a full read" for a line longer than its 32 MB buffer
+    return "Maximum line size" in msg or "Parallel CSV Reader" in msg
 
 
 def _float(text: str) -> float | None:
@@ -929,3 +1294,7 @@ def _first_line(e: Exception, drop_quoted_paths: bool = False) -> str:
         # our temp paths mean nothing to the person who uploaded the file
         line = re.sub(r"""(in )?file ["'][^"']*["'],?\s*""", "", line)
     return line
+
+
+if __name__ == "__main__":
+    sys.exit(_stage_workbook_main(sys.argv[2:]) if sys.argv[1:2] == ["stage-xlsx"] else 2)

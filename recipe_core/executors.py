@@ -47,10 +47,25 @@ def executor(address: str = LOCAL, workers: int = 2):
 
 def check(address: str) -> str:
     """The address, once it is valid and (for a cluster) reachable: a one-line error before anything starts.
-    Opening a local pool starts no process (they start on the first submit), so this is cheap for "local"."""
+    Opening a local pool starts no process (they start on the first submit), so this is cheap for "local".
+    For the CLI only: a Dask client runs what the scheduler sends it, so the web process never opens one."""
     address = (address or LOCAL).strip()
     with executor(address, workers=1):
         pass
+    return address
+
+
+def reachable(address: str, timeout_s: float = 3.0) -> str:
+    """An operator-listed address (Settings.executor_address), checked the way the web process may: a TCP
+    connect, closed at once, no Dask protocol spoken (nothing is received, so nothing can be unpickled)."""
+    if address in ("", LOCAL):
+        return LOCAL
+    host, _, port = address[len("dask://"):].rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except (OSError, ValueError) as e:
+        raise BadInput(f"cannot reach the Dask scheduler at {address}: {str(e).splitlines()[0] if str(e) else e}") \
+            from None
     return address
 
 
@@ -89,19 +104,32 @@ def worker_name() -> str:
         return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def _on_dask() -> bool:
+    try:
+        from distributed import get_worker
+
+        get_worker()
+        return True
+    except (ImportError, ValueError):
+        return False
+
+
 def run_queued(home: str, store_url: str, run_id: str, trial: dict | None = None) -> dict:
     """Train a queued run in this (worker) process; with trial={"storage", "study", "trial_id"} it reports its
     validation loss to the Optuna trial every 5% of its training and stops when the pruner says so. Returns what the caller tells
     the study: {"run_id", "status", "val_loss", "worker", "reason"}."""
-    from recipe_core import runs
+    from recipe_core import capacity, jobs
     from recipe_core.config import load_settings
     from recipe_core.store import Store
 
     settings = load_settings({**os.environ, "RECIPE_HOME": home, "RECIPE_STORE_URL": store_url})
     store = Store(store_url)
     worker = worker_name()
+    here = not _on_dask()  # a local worker process shares this machine: its slots and a job's memory limit
+    if here:
+        capacity.limit_memory(settings.job_memory_bytes)
     report = _pruner(trial) if trial else None
-    run = runs.execute(settings, store, run_id, report=report, host=worker)
+    run = jobs.execute(settings, store, run_id, slot=here, report=report, host=worker)
     return {"run_id": run.id, "status": run.status, "val_loss": run.metrics.get("val_loss"), "worker": worker,
             "reason": run.reason}
 

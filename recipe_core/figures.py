@@ -8,17 +8,14 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
+from recipe_core.safetext import plotly_literal as escape  # the one escaper of plotly text (chart.py's too)
+
 GRID_HEIGHT = 220  # one cell of the histogram grid
 HEIGHT = 320  # a figure of its own
 TICK_CHARS = 18  # longer category labels are cut on the axis (the hover shows them whole)
 COLORS = ("#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#EECA3B", "#B279A2", "#FF9DA6", "#9D755D",
           "#BAB0AC", "#79706E")
 OTHER = "(other)"
-
-
-def escape(text) -> str:
-    """Text from the data as plotly must receive it to show it literally: &, < and > as entities."""
-    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _short(text, n: int = TICK_CHARS) -> str:
@@ -75,10 +72,12 @@ def _value_bars(df: pd.DataFrame, y, **trace) -> go.Bar:
     return go.Bar(x=labels, y=y, customdata=labels, hovertemplate="%{customdata}<br>%{y:,}<extra></extra>", **trace)
 
 
-def _category_ticks(fig: go.Figure, values) -> None:
+def _category_ticks(fig: go.Figure, values, axis: str = "x", n: int = TICK_CHARS) -> None:
+    """Categories keyed by the whole values, labelled with cut ones: two long values that start alike stay two."""
     values = list(dict.fromkeys(str(v) for v in values))
-    fig.update_xaxes(type="category", tickmode="array", tickvals=[escape(v) for v in values],
-                     ticktext=[_short(v) for v in values])
+    update = fig.update_xaxes if axis == "x" else fig.update_yaxes
+    update(type="category", tickmode="array", tickvals=[escape(v) for v in values],
+           ticktext=[_short(v, n) for v in values])
 
 
 def histogram_figure(hist_df: pd.DataFrame, column: str, kind: str) -> go.Figure:
@@ -237,7 +236,7 @@ def loss_curves_figure(history: pd.DataFrame, title: str = "Loss", log_y: bool =
 
 def leaderboard_figure(board: pd.DataFrame, references: dict[str, float], metric: str = "val_loss") -> go.Figure:
     """board: columns run, model, and the metric; one dot per run, the reference baselines as horizontal lines."""
-    title = f"Leaderboard: {metric} (lower is better)" if metric.endswith(("loss", "mse", "mae")) else f"Leaderboard: {metric}"
+    title = f"Leaderboard: {escape(metric)}" + (" (lower is better)" if metric.endswith(("loss", "mse", "mae")) else "")
     if board.empty:
         return _empty(title, HEIGHT)
     fig = go.Figure()
@@ -248,17 +247,19 @@ def leaderboard_figure(board: pd.DataFrame, references: dict[str, float], metric
         fig.add_hline(y=value, line={"dash": "dash", "color": COLORS[(i + 3) % len(COLORS)], "width": 1.5},
                       annotation_text=f"{escape(name)} {value:.4g}", annotation_position="top left")
     fig.update_xaxes(title="run", type="category")
-    fig.update_yaxes(title=metric)
+    fig.update_yaxes(title=escape(metric))
     return _layout(fig, title, HEIGHT)
 
 
 def confusion_figure(matrix: list[list[int]], classes: list[str]) -> go.Figure:
-    labels = [_short(c) for c in classes]
+    labels = [escape(c) for c in classes]
     fig = go.Figure(go.Heatmap(z=matrix, x=labels, y=labels, colorscale="Blues", showscale=False,
                                text=matrix, texttemplate="%{text}",
                                hovertemplate="true %{y}<br>predicted %{x}<br>%{z} examples<extra></extra>"))
-    fig.update_xaxes(title="predicted", type="category")
-    fig.update_yaxes(title="true", type="category", autorange="reversed")
+    _category_ticks(fig, classes, "x")
+    _category_ticks(fig, classes, "y")
+    fig.update_xaxes(title="predicted")
+    fig.update_yaxes(title="true", autorange="reversed")
     return _layout(fig, "Confusion matrix (validation split)", max(HEIGHT, 40 + 28 * len(classes)))
 
 
@@ -267,13 +268,14 @@ def predictions_figure(labels: list, predictions: list, classes: list[str], titl
     examples = [str(i) for i in range(len(labels))]
     if classes:
         probs = [[round(float(p), 3) for p in row] for row in predictions]
-        fig = go.Figure(go.Heatmap(z=probs, x=[_short(c) for c in classes], y=examples, zmin=0, zmax=1,
+        fig = go.Figure(go.Heatmap(z=probs, x=[escape(c) for c in classes], y=examples, zmin=0, zmax=1,
                                    colorscale="Greens", showscale=False, text=probs, texttemplate="%{text:.2f}",
                                    hovertemplate="example %{y}<br>class %{x}<br>p=%{z:.3f}<extra></extra>"))
         truth = [classes.index(str(label)) if str(label) in classes else None for label in labels]
-        fig.add_scatter(x=[_short(classes[t]) if t is not None else None for t in truth], y=examples, mode="markers",
+        fig.add_scatter(x=[escape(classes[t]) if t is not None else None for t in truth], y=examples, mode="markers",
                         name="label", marker={"symbol": "square-open", "size": 18, "color": COLORS[3]})
-        fig.update_xaxes(title="class (the open square is the label)", type="category")
+        _category_ticks(fig, classes)
+        fig.update_xaxes(title="class (the open square is the label)")
         fig.update_yaxes(title="example", type="category", autorange="reversed")
         return _layout(fig, title, max(HEIGHT, 40 + 22 * len(labels)))
     fig = go.Figure()
@@ -310,16 +312,17 @@ def features_used_figure(used: pd.DataFrame) -> go.Figure:
     if used.empty:
         return _empty(title, HEIGHT)
     top = used.head(30).iloc[::-1]
-    fig = go.Figure(go.Bar(x=top["items"], y=[_short(f, 30) for f in top["feature"]], orientation="h",
+    fig = go.Figure(go.Bar(x=top["items"], y=[escape(f) for f in top["feature"]], orientation="h",
                            marker_color=COLORS[0], customdata=top["annotators"],
                            hovertemplate="%{y}: %{x} labels, %{customdata} annotators<extra></extra>"))
+    _category_ticks(fig, top["feature"], "y", 30)
     fig.update_xaxes(title="labels that named it")
     return _layout(fig, title, max(HEIGHT, 40 + 18 * len(top)))
 
 
 def human_vs_models_figure(scores: pd.DataFrame, metric: str) -> go.Figure:
     """Each annotator and each model run on the same items, with the 95% interval."""
-    title = f"Humans and models on the same items: {metric}"
+    title = f"Humans and models on the same items: {escape(metric)}"
     if scores.empty:
         return _empty(title, HEIGHT)
     colors = [COLORS[3] if k == "human" else COLORS[0] for k in scores["kind"]]
@@ -329,13 +332,13 @@ def human_vs_models_figure(scores: pd.DataFrame, metric: str) -> go.Figure:
                  "arrayminus": (scores[metric] - scores["ci_low"]).tolist()},
         customdata=scores["n_items"], hovertemplate="%{x}: %{y:.4g} on %{customdata} items<extra></extra>"))
     fig.update_xaxes(type="category")
-    fig.update_yaxes(title=metric)
+    fig.update_yaxes(title=escape(metric))
     return _layout(fig, title, HEIGHT)
 
 
 def learning_curve_figure(summary: pd.DataFrame, metric: str = "val_loss") -> go.Figure:
     """The metric against training rows: the mean over seeds, and a band from the best to the worst seed."""
-    title = f"{metric} against training rows (mean over seeds, band: min to max)"
+    title = f"{escape(metric)} against training rows (mean over seeds, band: min to max)"
     if summary.empty:
         return _empty(title, HEIGHT)
     x = summary["n_train"].astype(float)

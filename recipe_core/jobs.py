@@ -1,7 +1,8 @@
-"""Training jobs as separate processes: start, cancel, and notice the ones that died.
+"""Training jobs as separate processes: start, wait for a free slot, cancel, and notice the ones that died.
 
 The web server never trains: it starts `python -m recipe_core.jobs RUN_ID` and polls the store. A crash, an
-out-of-memory kill or a cancel ends that process only, and the run is marked failed or cancelled with why.
+out-of-memory kill or a cancel ends that process only, and the run is marked failed or cancelled with why; a
+process that vanished without a word (kill -9, a reboot) stops beating, and its run reads lost.
 """
 from __future__ import annotations
 
@@ -12,15 +13,16 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
-from recipe_core import runs
+from recipe_core import capacity
 from recipe_core.config import Settings, load_settings
 from recipe_core.errors import CANCELLED, Cancelled, RecipeError
+from recipe_core.heartbeat import Heartbeat
 from recipe_core.store import RunRecord, Store, now_iso
 
 CANCEL_GRACE_S = 5.0  # after a cancel request, the job has this long to stop by itself before it is terminated
-LOST_AFTER_S = 120.0  # a running job silent for this long, whose process is gone, is marked failed
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -94,29 +96,17 @@ def _terminate_later(store: Store, run_id: str, pid: int) -> None:
         pass
 
 
-def reap_lost(store: Store, runs_: list[RunRecord]) -> list[str]:
-    """Mark runs whose job vanished (the server restarted, the machine rebooted) as failed; returns their ids."""
-    lost = []
-    now = time.time()
-    for run in runs_:
-        if run.status != "running" or run.heartbeat is None or now - run.heartbeat < LOST_AFTER_S:
-            continue
-        if run.host == socket.gethostname() and run.pid and _alive(run.pid):
-            continue
-        if store.update_run(run.id, only_if_active=True, status="failed", finished_at=now_iso(),
-                            reason=f"the training process stopped reporting for over {LOST_AFTER_S:.0f} s"):
-            lost.append(run.id)
-    return lost
+def execute(settings: Settings, store: Store, run_id: str, slot: bool = True, **kwargs) -> RunRecord:
+    """Train a queued run in this process once one of the machine's training slots is free (capacity.py), alive
+    (heartbeat) all the while; kwargs go to runs.execute. slot=False: the slots are someone else's (a Dask
+    cluster's workers)."""
+    with Heartbeat(store, [run_id]), (capacity.training_slot(settings, store, run_id) if slot
+                                      else nullcontext(True)) as free:
+        if not free:  # cancelled while it waited
+            return store.get_run(run_id)
+        from recipe_core import runs  # torch and scikit-learn: only once there is a slot to train in
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        return runs.execute(settings, store, run_id, **kwargs)
 
 
 def _on_sigterm(signum, frame):
@@ -130,8 +120,9 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         settings = load_settings()
+        capacity.limit_memory(settings.job_memory_bytes)  # before torch maps its libraries: everything counts
         store = Store(settings.store_url)
-        run = runs.execute(settings, store, argv[0])
+        run = execute(settings, store, argv[0])
     except RecipeError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

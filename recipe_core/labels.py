@@ -19,10 +19,9 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import cohen_kappa_score
 
-from recipe_core import evaluation, runs, splits
+from recipe_core import csv_export, evaluation, runs, splits
 from recipe_core.config import Settings
 from recipe_core.errors import BadInput, NotFound
-from recipe_core.queries import neutralize
 from recipe_core.store import DatasetRecord, LabelEvent, Store
 
 DEFAULT_N = 100
@@ -242,13 +241,10 @@ def export(base: Baseline, events: list[LabelEvent], path: Path) -> int:
 
 
 def _encode(frame: pd.DataFrame, fmt: str) -> bytes:
+    if fmt != "parquet":
+        return csv_export.frame_csv(frame)
     buf = io.BytesIO()
-    if fmt == "parquet":
-        frame.to_parquet(buf, index=False)
-    else:
-        text_columns = ["annotator", "label", "note", "features"]
-        frame.assign(**{c: frame[c].map(lambda v: neutralize(v) if isinstance(v, str) else v)
-                        for c in text_columns}).to_csv(buf, index=False)
+    frame.to_parquet(buf, index=False)
     return buf.getvalue()
 
 

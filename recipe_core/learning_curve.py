@@ -10,6 +10,7 @@ import pandas as pd
 from recipe_core import executors, runs
 from recipe_core.config import Settings
 from recipe_core.errors import BadInput
+from recipe_core.heartbeat import Heartbeat
 from recipe_core.store import RunRecord, Store, new_id
 
 FRACTIONS = (0.1, 0.25, 0.5, 1.0)
@@ -46,7 +47,8 @@ def execute(settings: Settings, store: Store, queued: list[RunRecord], executor:
             workers: int = 2) -> list[dict]:
     """Train queued runs, workers at a time (locally or on a Dask cluster); their results in the order given."""
     results = {}
-    with executors.executor(executor, workers) as ex:
+    # This process holds the queue: it keeps the waiting runs alive (their workers beat once they run).
+    with Heartbeat(store, [r.id for r in queued], statuses=("queued",)), executors.executor(executor, workers) as ex:
         futures = {ex.submit(executors.run_queued, str(settings.home), settings.store_url, r.id): r.id
                    for r in queued}
         remaining = set(futures)

@@ -6,25 +6,21 @@ only as quoted identifiers checked against the schema, and an expert WHERE only 
 from __future__ import annotations
 
 import bisect
-import csv
-import heapq
-import io
-import itertools
 import json
 import threading
 import time
 from collections import OrderedDict
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
+from numbers import Integral
 from typing import Iterator
 
 import duckdb
 import pandas as pd
 import pyarrow as pa
-import pyarrow.csv as pa_csv
 
+from recipe_core import csv_export, query_process
 from recipe_core.config import Settings
 from recipe_core.errors import NotFound, QueryFailed, QueryRejected
 from recipe_core.snapshot import FILE_ROW_NUMBER, ROW_ID, snapshot_path
@@ -33,9 +29,10 @@ from recipe_core.store import DatasetRecord
 OPS = ("=", "!=", "<", "<=", ">", ">=", "contains", "starts with", "is missing", "is not missing")
 MAX_CELL_CHARS = 500  # page() shows at most this many characters of a string; row() gives it whole
 MAX_WHERE_CHARS = 10_000
+MAX_SEARCH_CHARS = 10_000  # a search text or filter value (the page allows 1,000)
+FILTER_VALUES = (str, int, float, Decimal, date, datetime, type(None))  # what a filter value may be (bool is an int)
 MAX_LIMIT = 10_000  # rows per page; the UI shows 50
 EXPORT_BATCH_ROWS = 50_000  # rows per Arrow batch while writing a CSV export
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # spreadsheet formula triggers (OWASP CSV injection)
 
 INT_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT",
              "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT", "UHUGEINT"}
@@ -53,151 +50,70 @@ def quote_literal(text: str) -> str:
 
 # -- the connection ------------------------------------------------------------------------------------------
 class DatasetDB:
-    """A locked-down DuckDB connection over one snapshot, with a view named data (kind overrides applied)."""
+    """A locked-down DuckDB connection over one snapshot, with a view named data (kind overrides applied).
 
-    def __init__(self, settings: Settings, record: DatasetRecord):
+    isolated (the default, for the server and the CLI): the queries run in a worker process whose memory and
+    time are bounded (query_process.py), shared by every DatasetDB of this dataset and view in this process.
+    A training job reads its data in its own process instead (isolated=False): it is bounded already, and its
+    whole columns need not cross a pipe.
+    """
+
+    def __init__(self, settings: Settings, record: DatasetRecord, isolated: bool = True):
         self.settings = settings
         self.record = record
         self.columns = record.column_names
         path = snapshot_path(settings, record)
         if not path.exists():
             raise NotFound(f"the snapshot of dataset {record.name!r} is missing")
-        con = duckdb.connect(
-            config={
-                "autoinstall_known_extensions": False,
-                "autoload_known_extensions": False,
-                "memory_limit": settings.duckdb_memory_limit,
-                "threads": settings.duckdb_threads,
-                # Spill under RECIPE_HOME, not into a ".tmp" folder in whatever directory the server started in.
-                "temp_directory": str(settings.home / "duckdb_tmp"),
-            }
-        )
-        # DuckDB accepts allowed_paths only while external access is still on, hence this order.
-        con.execute(f"SET allowed_paths=[{quote_literal(str(path))}]")
-        con.execute("SET enable_external_access=false")
-        # The snapshot never changes, so its footer (row-group statistics) can be parsed once, not per query:
-        # a page in file order on 10M rows drops from ~60 to ~30 ms. GLOBAL: a plain SET of this option is
-        # session-local and would not reach the per-query cursors.
-        con.execute("SET GLOBAL parquet_metadata_cache=true")
-        con.execute(f"CREATE VIEW data AS SELECT {_view_columns(record)} FROM {snapshot_scan(path)}")
-        con.execute("SET lock_configuration=true")
-        self._con = con
-        self._lock = threading.Lock()
+        config = {
+            "autoinstall_known_extensions": False,
+            "autoload_known_extensions": False,
+            "memory_limit": settings.duckdb_memory_limit,
+            "threads": settings.duckdb_threads,
+            # Spill under RECIPE_HOME, not into a ".tmp" folder in whatever directory the server started in.
+            "temp_directory": str(settings.home / "duckdb_tmp"),
+        }
+        setup = [
+            # DuckDB accepts allowed_paths only while external access is still on, hence this order.
+            f"SET allowed_paths=[{quote_literal(str(path))}]",
+            "SET enable_external_access=false",
+            # The snapshot never changes, so its footer (row-group statistics) can be parsed once, not per query:
+            # a page in file order on 10M rows drops from ~60 to ~30 ms. GLOBAL: a plain SET of this option is
+            # session-local and would not reach the per-query cursors.
+            "SET GLOBAL parquet_metadata_cache=true",
+            f"CREATE VIEW data AS SELECT {_view_columns(record)} FROM {snapshot_scan(path)}",
+            "SET lock_configuration=true",
+        ]
+        timeout = settings.query_timeout_s
+        self._con = (query_process.shared_worker(config, setup, timeout, settings.query_memory_bytes) if isolated
+                     else query_process.InProcess(config, setup, timeout))
         # Types as the view shows them (after kind overrides): filters coerce values to these.
-        self.types = {name: dtype for name, dtype, *_ in con.execute("DESCRIBE data").fetchall()}
-        self.n_rows = int(con.execute("SELECT count(*) FROM data").fetchone()[0])  # from the Parquet footer
+        self.types = {name: dtype for name, dtype, *_ in self.rows("DESCRIBE data")}
+        self.n_rows = int(self.rows("SELECT count(*) FROM data")[0][0])  # from the Parquet footer
         self.memo = _Memo()  # counts and page anchors; valid forever because the snapshot is immutable
 
     def close(self) -> None:
-        self._con.close()
-
-    @contextmanager
-    def _cursor(self):
-        # A cursor per query: safe to use from several Streamlit sessions' threads at once.
-        with self._lock:
-            cur = self._con.cursor()
-        token = _WATCHDOG.watch(cur, self.settings.query_timeout_s)
-        try:
-            yield cur
-        except (duckdb.Error, OSError, pa.ArrowException) as e:
-            raise self._failure(e) from None
-        finally:
-            _WATCHDOG.done(token)
-            cur.close()
-
-    def _failure(self, e: Exception) -> QueryFailed:
-        # Arrow readers report a DuckDB interrupt as an OSError with DuckDB's text, hence the text checks.
-        text = str(e)
-        if isinstance(e, duckdb.InterruptException) or text.startswith("INTERRUPT"):
-            return QueryFailed(f"the query took longer than {self.settings.query_timeout_s:g} s and was stopped")
-        if isinstance(e, duckdb.OutOfMemoryException) or text.startswith("Out of Memory"):
-            return QueryFailed("the query needed more memory than allowed; narrow it down")
-        return QueryFailed(f"the query failed: {_first_line(e)}")
+        """Let go of the connection (a shared worker ends with its last holder)."""
+        if isinstance(self._con, query_process.InProcess):
+            self._con.close()
+        self._con = _Closed()
 
     def df(self, sql: str, params: list | tuple = ()) -> pd.DataFrame:
         """Run one statement over the view `data`; the result must be small (a page, a summary)."""
-        with self._cursor() as cur:
-            return cur.execute(sql, list(params)).df()
+        return self._con.df(sql, list(params))
 
     def rows(self, sql: str, params: list | tuple = ()) -> list[tuple]:
-        with self._cursor() as cur:
-            return cur.execute(sql, list(params)).fetchall()
+        return self._con.rows(sql, list(params))
 
     def batches(self, sql: str, params: list | tuple = (), batch_rows: int = EXPORT_BATCH_ROWS
                 ) -> Iterator[pa.RecordBatch]:
-        """Stream a large result as Arrow batches; the watchdog limits the work per batch, not the whole."""
-        with self._lock:
-            cur = self._con.cursor()
-        try:
-            reader = None
-            while True:
-                token = _WATCHDOG.watch(cur, self.settings.query_timeout_s)
-                try:
-                    if reader is None:
-                        reader = cur.sql(sql, params=list(params) or None).to_arrow_reader(batch_rows)
-                    batch = reader.read_next_batch()
-                except StopIteration:
-                    return
-                except (duckdb.Error, OSError, pa.ArrowException) as e:
-                    raise self._failure(e) from None
-                finally:
-                    _WATCHDOG.done(token)
-                yield batch
-        finally:
-            cur.close()
+        """Stream a large result as Arrow batches; the timeout limits the work per batch, not the whole."""
+        return self._con.batches(sql, list(params), batch_rows)
 
 
-class _Watchdog:
-    """One thread that interrupts every query outliving its deadline.
-
-    A threading.Timer per query costs a thread start (1-4 ms on a busy 2-core machine), paid two or three
-    times per page; registering a deadline here costs microseconds.
-    """
-
-    def __init__(self):
-        self._cond = threading.Condition()
-        self._heap: list = []  # (deadline, token, cursor); finished tokens are dropped lazily
-        self._live: set[int] = set()
-        self._tokens = itertools.count()
-        self._thread: threading.Thread | None = None
-
-    def watch(self, cursor, seconds: float) -> int:
-        with self._cond:
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="recipe-query-watchdog", daemon=True)
-                self._thread.start()
-            token = next(self._tokens)
-            heapq.heappush(self._heap, (time.monotonic() + seconds, token, cursor))
-            self._live.add(token)
-            self._cond.notify()
-            return token
-
-    def done(self, token: int) -> None:
-        with self._cond:  # once this returns, the query can no longer be interrupted
-            self._live.discard(token)
-
-    def _run(self) -> None:
-        with self._cond:
-            while True:
-                while self._heap and self._heap[0][1] not in self._live:
-                    heapq.heappop(self._heap)
-                if not self._heap:
-                    self._cond.wait()
-                    continue
-                deadline, token, cursor = self._heap[0]
-                wait = deadline - time.monotonic()
-                if wait > 0:
-                    self._cond.wait(wait)
-                    continue
-                heapq.heappop(self._heap)
-                self._live.discard(token)
-                try:
-                    cursor.interrupt()
-                except Exception:  # the cursor closed meanwhile: nothing left to stop
-                    pass
-
-
-_WATCHDOG = _Watchdog()
+class _Closed:
+    def __getattr__(self, name):
+        raise QueryFailed("the dataset's connection was closed")
 
 
 def snapshot_scan(path) -> str:
@@ -321,26 +237,27 @@ _REFUSED_CLASSES = {
 _ALLOWED_OPERATORS = {"OPERATOR_NOT", "OPERATOR_IS_NULL", "OPERATOR_IS_NOT_NULL", "COMPARE_IN", "COMPARE_NOT_IN",
                       "OPERATOR_COALESCE", "ARRAY_EXTRACT", "ARRAY_SLICE", "STRUCT_EXTRACT", "ARRAY_CONSTRUCTOR",
                       "OPERATOR_TRY"}
-# Scalar functions that read state, settings, sequences or logs, sleep, or take SQL text; everything else in
-# DuckDB's scalar catalog is a pure function of its arguments.
-_DENIED_FUNCTIONS = {
-    "current_setting", "current_query", "current_query_id", "current_connection_id", "current_transaction_id",
-    "current_database", "current_schema", "current_schemas", "current_catalog", "current_user", "current_role",
-    "session_user", "user", "in_search_path", "getvariable", "setseed", "nextval", "currval", "setval",
-    "txid_current", "sleep_ms", "pg_sleep", "write_log", "parse_duckdb_log_message", "json_serialize_sql",
-    "json_deserialize_sql", "json_serialize_plan", "stats", "alias", "invoke", "finalize", "combine",
-    "to_aggregate_state", "aggregate", "list_aggregate", "list_aggr", "array_aggregate", "array_aggr", "range",
-    "generate_series", "error", "version", "get_block_size", "make_type", "replace_type", "cast_to_type",
-}
-# DuckDB's built-in macros are SQL text expanded at bind time; a few read the catalog (pg_*, has_*). Only these
-# plain ones are let through.
-_ALLOWED_MACROS = {
-    "if", "nullif", "ago", "date_add", "days_in_month", "split_part", "array_to_string", "fdiv",
-    "array_append", "array_prepend", "array_reverse", "list_append", "list_prepend", "list_reverse",
-    "array_push_back", "array_push_front", "array_pop_back", "array_pop_front", "md5_number_lower",
-    "md5_number_upper", "list_min", "list_max", "list_sum", "list_avg", "list_count", "list_first", "list_last",
-    "list_median", "list_product", "list_string_agg", "list_bool_and", "list_bool_or", "pg_typeof",
-}
+# The functions a WHERE may call: those whose cost is bounded by their input (output no larger than a cell or the
+# expression's own literals, time linear in them). DuckDB's memory_limit does not bound string building: one
+# repeat(), lpad() or printf() built 22 GB, and levenshtein() ran past its interrupt. Everything else is refused by
+# name. Operators appear here under their own names (`a + b` is the function "+", LIKE is "~~").
+_ALLOWED_FUNCTIONS = frozenset("""
+    + - * / // % ^ ** @ & | << >> ~ xor
+    ~~ !~~ ~~* !~~* ~~~ like_escape not_like_escape ilike_escape not_ilike_escape regexp_matches regexp_full_match
+    abs sign round floor ceil ceiling trunc sqrt cbrt exp ln log log2 log10 pow power greatest least
+    isnan isinf isfinite even radians degrees sin cos tan asin acos atan atan2 pi
+    length len strlen char_length character_length octet_length lower upper lcase ucase trim ltrim rtrim
+    contains starts_with ends_with prefix suffix left right substring substr strpos instr position reverse
+    split_part hash md5 sha256 nullif if
+    date_part datepart year month day hour minute second millisecond microsecond dayofweek dayofmonth dayofyear
+    week weekofyear yearweek quarter isodow isoyear epoch epoch_ms date_trunc datetrunc date_diff datediff
+    date_sub datesub make_date make_timestamp strftime strptime try_strptime to_timestamp last_day dayname
+    monthname now today current_date current_timestamp get_current_timestamp
+    to_years to_months to_weeks to_days to_hours to_minutes to_seconds to_milliseconds to_microseconds
+    list_value list_contains list_has array_contains array_has array_length
+    json_extract json_extract_string json_valid json_type json_exists json_array_length -> ->>
+""".split())
+_BOUNDED = "only functions of bounded cost are (arithmetic, LIKE, length, lower, contains, round, date parts, ...)"
 _WHERE_PREFIX = "SELECT * FROM data WHERE ("
 _STATEMENTS = "the WHERE box takes one expression, not statements (no ';', SET, DROP, ...)"
 _TOO_DEEP = "the WHERE expression is nested too deeply"
@@ -518,27 +435,25 @@ def _resolve_column(node: dict, exact: set[str], folded: dict[str, list[str]]) -
 
 def _check_function(node: dict) -> None:
     name = str(node.get("function_name", ""))
-    low = name.lower()
+    low, shown = name.lower(), name[:40]
     if node.get("schema") or node.get("catalog"):
-        prefix = node.get("schema") or node.get("catalog")
-        raise QueryRejected(f"qualified function names are not allowed ({prefix}.{name})")
-    kind = _functions.get(low) or _functions.get(name)
-    if low in _DENIED_FUNCTIONS or low.startswith("__"):
-        raise QueryRejected(f"the function {name}() is not allowed in a WHERE expression")
-    if kind == "scalar" or (kind == "macro" and low in _ALLOWED_MACROS):
+        prefix = str(node.get("schema") or node.get("catalog"))[:40]
+        raise QueryRejected(f"qualified function names are not allowed ({prefix}.{shown})")
+    if low in _ALLOWED_FUNCTIONS:
         if node.get("distinct") or node.get("filter") is not None or (node.get("order_bys") or {}).get("orders") \
                 or node.get("export_state"):
-            raise QueryRejected(f"DISTINCT, FILTER and ORDER BY are not allowed inside {name}()")
+            raise QueryRejected(f"DISTINCT, FILTER and ORDER BY are not allowed inside {shown}()")
         return
+    kind = _functions.get(low) or _functions.get(name)
     if kind in ("table", "table_macro"):
-        raise QueryRejected(f"{name}() is a table function; table functions are not allowed in a WHERE expression")
+        raise QueryRejected(f"{shown}() is a table function; table functions are not allowed in a WHERE expression")
     if kind in ("aggregate", "window"):
-        raise QueryRejected(f"{name}() is an aggregate; aggregates are not allowed in a WHERE expression")
+        raise QueryRejected(f"{shown}() is an aggregate; aggregates are not allowed in a WHERE expression")
     if kind is None and low == "count_star":
         raise QueryRejected("count(*) is an aggregate; aggregates are not allowed in a WHERE expression")
     if kind is None:
-        raise QueryRejected(f"unknown function {name}()")
-    raise QueryRejected(f"the function {name}() is not allowed in a WHERE expression")
+        raise QueryRejected(f"unknown function {shown}()")
+    raise QueryRejected(f"{shown}() is not allowed in a WHERE expression: {_BOUNDED}")
 
 
 def _to_sql(statement: dict) -> str:
@@ -584,7 +499,9 @@ def coerce_value(value, dtype: str, column: str):
     if _is_numeric(dtype):
         if isinstance(text, bool):
             return int(text)
-        if isinstance(text, (int, float, Decimal)):
+        if isinstance(text, int):
+            return text if abs(text) < 2**63 else float(text)  # beyond BIGINT, as for typed text below
+        if isinstance(text, (float, Decimal)):
             return text
         try:
             number = int(text)
@@ -669,8 +586,40 @@ def _re2_literal(text: str) -> str:
     return "".join("\\" + ch if ch in "\\.+*?()|[]{}^$" else ch for ch in text)
 
 
+def _check_fields(q: RowQuery) -> None:
+    """A RowQuery also comes from scripts (the API, the CLI): a value of the wrong type or size is one line."""
+    for name in ("limit", "offset"):
+        value = getattr(q, name)
+        if not _whole(value) or value >= 2**62:
+            raise QueryRejected(f"{name} must be a whole number, not {str(value)[:40]!r}")
+        if value < 0:
+            raise QueryRejected(f"the page {name} must not be negative ({value})")
+    if q.sample_seed is not None and (not _whole(q.sample_seed) or not 0 <= q.sample_seed < 2**63):
+        raise QueryRejected(f"the sample seed must be a whole number from 0, not {str(q.sample_seed)[:40]!r}")
+    for name in ("where", "search"):
+        if not isinstance(getattr(q, name), str):
+            raise QueryRejected(f"{name} must be text, not {type(getattr(q, name)).__name__}")
+    if len(q.search) > MAX_SEARCH_CHARS:
+        raise QueryRejected(f"the search text is too long ({len(q.search):,} characters, at most {MAX_SEARCH_CHARS:,})")
+    if not (q.sort is None or isinstance(q.sort, str)) or not isinstance(q.descending, bool):
+        raise QueryRejected("sort must be a column name (or None) and descending true or false")
+    if not isinstance(q.filters, (tuple, list)) or not all(isinstance(f, Filter) for f in q.filters):
+        raise QueryRejected("filters must be a list of Filter(column, op, value)")
+    for f in q.filters:
+        if not isinstance(f.column, str) or not isinstance(f.op, str) or not isinstance(f.value, FILTER_VALUES):
+            raise QueryRejected(f"a filter takes a column name, an operator and a text or number value, not "
+                                f"{type(f.value).__name__}")
+        if isinstance(f.value, str) and len(f.value) > MAX_SEARCH_CHARS:
+            raise QueryRejected(f"a filter value has at most {MAX_SEARCH_CHARS:,} characters")
+
+
+def _whole(value) -> bool:
+    return isinstance(value, Integral) and not isinstance(value, bool)
+
+
 def _predicate(db: DatasetDB, q: RowQuery) -> tuple[str, list]:
     """The WHERE of a RowQuery as SQL and its parameters; "" when it matches every row."""
+    _check_fields(q)
     parts, params = [], []
     for f in q.filters:
         sql, p = _filter_sql(db, f)
@@ -688,10 +637,9 @@ def _predicate(db: DatasetDB, q: RowQuery) -> tuple[str, list]:
 def _check_query(db: DatasetDB, q: RowQuery) -> None:
     if q.sort is not None and q.sort != ROW_ID:
         _column(db, q.sort, "sort")
-    if not 1 <= int(q.limit) <= MAX_LIMIT:
+    _check_fields(q)
+    if not 1 <= q.limit <= MAX_LIMIT:
         raise QueryRejected(f"rows per page must be between 1 and {MAX_LIMIT:,}, not {q.limit}")
-    if int(q.offset) < 0:
-        raise QueryRejected(f"the page offset must not be negative ({q.offset})")
 
 
 # -- pages -------------------------------------------------------------------------------------------------
@@ -887,10 +835,10 @@ def _sorted_ids(db: DatasetDB, pred: str, params: list, sort: str, descending: b
 
 def row(db: DatasetDB, row_id: int) -> dict:
     """Every value of one row, in full (no truncation)."""
-    try:
-        rid = int(row_id)
-    except (TypeError, ValueError):
-        raise NotFound(f"no row {row_id!r} in dataset {db.record.name!r}") from None
+    text = str(row_id).strip()
+    if isinstance(row_id, bool) or not (isinstance(row_id, Integral) or text.isdigit()) or not 0 <= int(text) < 2**63:
+        raise NotFound(f"no row {text[:40]!r} in dataset {db.record.name!r}")
+    rid = int(text)
     cols = ", ".join(quote_ident(c) for c in db.columns)
     found = db.rows(f"SELECT {cols} FROM data WHERE {quote_ident(ROW_ID)} = ?", [rid])
     if not found:
@@ -910,7 +858,9 @@ def extremes(db: DatasetDB, column: str, n: int = 10, largest: bool = True) -> p
     """The n rows with the largest (or smallest) values of a column; missing values (and NaN) left out."""
     if column not in db.columns:
         raise NotFound(f"dataset {db.record.name!r} has no column {column!r}")
-    n = max(1, min(int(n), MAX_LIMIT))
+    if not _whole(n):
+        raise QueryRejected(f"the number of extremes must be a whole number, not {str(n)[:40]!r}")
+    n = max(1, min(n, MAX_LIMIT))
     col, rid = quote_ident(column), quote_ident(ROW_ID)
     cond = f"{col} IS NOT NULL" + (f" AND NOT isnan({col})" if db.types[column] in FLOAT_TYPES else "")
     sql = f"SELECT {rid} FROM data WHERE {cond} ORDER BY {col} {'DESC' if largest else 'ASC'}, {rid} LIMIT ?"
@@ -920,22 +870,15 @@ def extremes(db: DatasetDB, column: str, n: int = 10, largest: bool = True) -> p
 
 # -- CSV export ----------------------------------------------------------------------------------------------
 def _export_columns(db: DatasetDB) -> str:
-    """Numbers and booleans as they are; everything else as text with formula triggers neutralized."""
+    """Numbers and booleans as they are; everything else as text (which the CSV writer neutralizes)."""
     parts = []
     for c in db.columns:
         q, dtype = quote_ident(c), db.types.get(c, "VARCHAR")
-        if _is_numeric(dtype) or dtype == "BOOLEAN":
+        if _is_numeric(dtype) or dtype in ("BOOLEAN", "VARCHAR"):
             parts.append(q)
-            continue
-        text = q if dtype == "VARCHAR" else f"CAST({q} AS VARCHAR)"
-        triggers = ", ".join(quote_literal(ch) for ch in FORMULA_START)
-        parts.append(f"CASE WHEN left({text}, 1) IN ({triggers}) THEN '''' || {text} ELSE {text} END AS {q}")
+        else:
+            parts.append(f"CAST({q} AS VARCHAR) AS {q}")
     return ", ".join(parts)
-
-
-def neutralize(text: str) -> str:
-    """A cell a spreadsheet would run as a formula gets a leading quote (also used for header names)."""
-    return "'" + text if text.startswith(FORMULA_START) else text
 
 
 def iter_csv(db: DatasetDB, q: RowQuery) -> Iterator[bytes]:
@@ -953,14 +896,7 @@ def iter_csv(db: DatasetDB, q: RowQuery) -> Iterator[bytes]:
     else:
         order = ""  # file order is kept without sorting
     sql = f"SELECT {_export_columns(db)} FROM data {where} {order}"
-    header = io.StringIO()
-    csv.writer(header, lineterminator="\n").writerow([neutralize(c) for c in db.columns])
-    yield header.getvalue().encode("utf-8")
-    options = pa_csv.WriteOptions(include_header=False)
-    for batch in db.batches(sql, params):
-        out = io.BytesIO()
-        pa_csv.write_csv(batch, out, options)
-        yield out.getvalue()
+    yield from csv_export.batches_csv(db.columns, db.batches(sql, params))
 
 
 def export_csv(db: DatasetDB, q: RowQuery) -> bytes:

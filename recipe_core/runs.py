@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 from threadpoolctl import threadpool_limits
 
-from recipe_core import checks, evaluation, features, models, profiles, queries, splits
+from recipe_core import capacity, checks, evaluation, features, models, profiles, queries, splits
 from recipe_core.config import MODELS, TASKS, Settings, TrainConfig
 from recipe_core.errors import CANCELLED, BadInput, Cancelled, Pruned, RecipeError
 from recipe_core.store import DatasetRecord, RunRecord, Store, new_id, now_iso
@@ -65,7 +65,7 @@ def validate(config: TrainConfig) -> TrainConfig:
                      "gbm_iterations": config.gbm_iterations, "gbm_max_leaf_nodes": config.gbm_max_leaf_nodes,
                      "top_k": config.top_k, "text_features": config.text_features}
     for name, value in positive_ints.items():
-        if not isinstance(value, int) or value < 1 or value > 100_000:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1 or value > 100_000:
             raise BadInput(f"{name} must be a whole number from 1 to 100,000, not {value!r}")
     if config.depth > 50 or config.gbm_max_leaf_nodes < 2:
         raise BadInput("depth must be at most 50 and gbm_max_leaf_nodes at least 2")
@@ -137,7 +137,7 @@ def class_labels(y: pd.Series) -> tuple[list[str], np.ndarray]:
 def prepare(settings: Settings, store: Store, record: DatasetRecord, target: str, config: TrainConfig) -> Data:
     """Read the target and feature columns, get the persisted split, fit the features on the training rows."""
     record.column(target)  # NotFound for a column that does not exist
-    db = queries.DatasetDB(settings, record)
+    db = queries.DatasetDB(settings, record, isolated=False)  # a job's own bounded process: no worker needed
     try:
         task = config.task or profiles.task_of(db, target)
         treat = profiles.treatments(db)
@@ -475,9 +475,17 @@ def target_column(settings: Settings, record: DatasetRecord, target: str, task: 
 
 
 def preflight(settings: Settings, record: DatasetRecord, target: str, config: TrainConfig) -> str:
-    """Refuse a bad config or a target nothing can be learned from before any run exists; returns the task."""
+    """Refuse a bad config, a target nothing can be learned from, or a model that cannot fit in a job's memory,
+    before any run exists; returns the task."""
     validate(config)
-    return target_column(settings, record, target, config.task)[0]
+    unknown = [c for c in (config.exclude or ()) if c not in record.column_names]
+    if unknown:
+        raise BadInput(f"cannot exclude {str(unknown[0])[:80]!r}: dataset {record.name!r} has no such column")
+    task, y = target_column(settings, record, target, config.task)
+    inputs = tuple(c for c in record.columns if c.name != target and c.name not in (config.exclude or ()))
+    n_classes = int(y.nunique()) if task == "classification" else 1
+    capacity.check_fits(settings, config, record.n_rows, capacity.n_features_at_most(inputs, config), n_classes)
+    return task
 
 
 def split_overview(settings: Settings, store: Store, record: DatasetRecord, target: str,
@@ -542,11 +550,17 @@ def execute(settings: Settings, store: Store, run_id: str, should_stop: Callable
     except RecipeError as e:
         _end(store, rec, run_id, "failed", str(e))
     except MemoryError:
-        _end(store, rec, run_id, "failed", "out of memory: try a smaller model, batch or dataset")
+        _end(store, rec, run_id, "failed", OUT_OF_MEMORY)
     except Exception as e:  # a bug: one line for the person, the traceback kept with the run for a developer
+        if isinstance(e, RuntimeError) and "can't allocate memory" in str(e):  # torch, at the job's memory limit
+            _end(store, rec, run_id, "failed", OUT_OF_MEMORY)
+            return store.get_run(run_id)
         store.put_artifact(run_id, "traceback", traceback.format_exc().encode())
         _end(store, rec, run_id, "failed", f"unexpected {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
     return store.get_run(run_id)
+
+
+OUT_OF_MEMORY = "out of memory (the job's limit is RECIPE_JOB_MEMORY_MB): try a smaller model, batch or dataset"
 
 
 def _end(store: Store, rec: Recorder, run_id: str, status: str, reason: str) -> None:

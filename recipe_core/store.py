@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import threading
 import time
 import uuid
@@ -18,9 +19,26 @@ import sqlalchemy as sa
 
 from recipe_core.errors import BadInput, NotFound, RecipeError
 from recipe_core.jsonsafe import plain
+from recipe_core.safetext import check_text, storable
 
 KINDS = ("numeric", "categorical", "text", "boolean", "datetime")
 ACTIVE = ("queued", "running")  # a run is queued, running, then finished, failed, cancelled or pruned (tuning)
+LOST = "lost"  # never stored: what an active run whose process stopped beating reads as (see _run_record)
+BEATS_BEFORE_LOST = 6
+MAX_KEY = 200  # characters of a metric name (the column's size)
+
+
+def heartbeat_s() -> float:
+    """How often a process marks its runs alive (RECIPE_HEARTBEAT_S, default 10 s)."""
+    try:
+        return max(0.05, float(os.environ.get("RECIPE_HEARTBEAT_S") or 10.0))
+    except ValueError:
+        return 10.0
+
+
+def lost_after_s() -> float:
+    """An active run silent this long reads lost: a minute by default, well within the two the team expects."""
+    return BEATS_BEFORE_LOST * heartbeat_s()
 
 
 @dataclass(frozen=True)
@@ -311,7 +329,8 @@ class Store:
         Safe when several processes register at once: the loser of a race on the id gets the winner's
         record, and the loser of a race on the name tries the next free name.
         """
-        record = replace(record, created_at=record.created_at or now_iso())
+        record = replace(record, created_at=record.created_at or now_iso(), source_name=storable(record.source_name),
+                         name=check_text(record.name, "the dataset name"))
         for _ in range(20):
             existing = self._dataset_by_id(record.id)
             if existing is not None:
@@ -328,6 +347,8 @@ class Store:
     def get_dataset(self, key: str) -> DatasetRecord:
         """By exact id, exact name, or unambiguous id prefix."""
         key = str(key)
+        if not _lookup_ok(key):
+            raise NotFound(f"no dataset with id or name {key[:80]!r}")
         found = self._dataset_by_id(key)
         if found is not None:
             return found
@@ -381,6 +402,8 @@ class Store:
 
     def get_split(self, dataset_id: str, target: str) -> SplitRecord | None:
         t = splits_table
+        if not _lookup_ok(dataset_id, target):
+            return None
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(t).where(t.c.dataset_id == dataset_id, t.c.target == target)).first()
         if row is None:
@@ -393,7 +416,7 @@ class Store:
 
     # -- runs ---------------------------------------------------------------------------------
     def add_run(self, run: RunRecord) -> RunRecord:
-        run = replace(run, created_at=run.created_at or now_iso())
+        run = replace(_checked_run(run), created_at=run.created_at or now_iso(), heartbeat=run.heartbeat or time.time())
         with self.engine.begin() as conn:
             conn.execute(runs_table.insert().values(**_run_row(run)))
         return run
@@ -402,6 +425,8 @@ class Store:
         """By exact id or unambiguous id prefix."""
         t = runs_table
         key = str(key)
+        if not _lookup_ok(key):
+            raise NotFound(f"no run with id {key[:80]!r}")
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(t).where(t.c.id == key)).all()
             if not rows and len(key) >= 4:
@@ -412,6 +437,8 @@ class Store:
 
     def list_runs(self, dataset_id: str | None = None, target: str | None = None) -> list[RunRecord]:
         t = runs_table
+        if not _lookup_ok(dataset_id or "", target or ""):
+            return []
         q = sa.select(t).order_by(t.c.created_at, t.c.id)
         if dataset_id is not None:
             q = q.where(t.c.dataset_id == dataset_id)
@@ -423,7 +450,7 @@ class Store:
     def update_run(self, run_id: str, only_if_active: bool = False, **fields) -> bool:
         """Set fields of a run; with only_if_active, a run that already ended is left as it is (returns False)."""
         values = {}
-        for name, value in fields.items():
+        for name, value in _checked_run_fields(fields).items():
             if name in _RUN_JSON:
                 values[f"{name}_json"] = _json(value)
             else:
@@ -437,6 +464,13 @@ class Store:
     def request_cancel(self, run_id: str) -> bool:
         return self.update_run(run_id, only_if_active=True, cancel_requested=True)
 
+    def beat(self, run_ids: list[str], statuses: tuple[str, ...] = ACTIVE) -> None:
+        """Mark these runs alive, those still in one of these statuses (see heartbeat.py)."""
+        t = runs_table
+        with self.engine.begin() as conn:
+            conn.execute(t.update().where(t.c.id.in_(list(run_ids)), t.c.status.in_(list(statuses)))
+                         .values(heartbeat=time.time()))
+
     # -- metrics and artifacts ------------------------------------------------------------------
     def log_metrics(self, run_id: str, points: list[tuple], progress: float | None = None) -> bool:
         """Append points (key, step, value, epoch, wall_time) and mark the run alive (with its progress), in one
@@ -444,6 +478,8 @@ class Store:
         by_key: dict[str, list[tuple]] = {}
         for key, step, value, epoch, wall in points:
             by_key.setdefault(str(key), []).append((step, _float(value), _float(epoch), wall))
+        for key in by_key:
+            check_key(key)
         rows = [row for key, pts in by_key.items() for row in _chunk_rows(run_id, key, np.array(pts, _CHUNK_DTYPE))]
         alive = {"heartbeat": time.time()} if progress is None else {"heartbeat": time.time(), "progress": progress}
         t = runs_table
@@ -455,6 +491,7 @@ class Store:
 
     def log_arrays(self, run_id: str, key: str, step, value, epoch=None, wall_time=None) -> int:
         """Append a whole series of one metric at once (the importers); returns the points written."""
+        check_key(key)
         pts = np.zeros(len(step), _CHUNK_DTYPE)
         pts["step"], pts["value"] = step, value
         pts["epoch"] = np.nan if epoch is None else epoch
@@ -469,10 +506,12 @@ class Store:
         """One metric of several runs, every stored point, as arrays ordered by step; runs without it are absent.
         Only the fields asked for are read (step and value always): the others are None."""
         t = metric_chunks_table
+        if not _lookup_ok(key):
+            return {}
         blobs = [t.c.epochs] if "epoch" in fields else []
         blobs += [t.c.walls] if "wall_time" in fields else []
         q = (sa.select(t.c.run_id, t.c.n, t.c.step_first, t.c.step_stride, t.c.steps, t.c.vals, *blobs)
-             .where(t.c.run_id.in_(list(run_ids)), t.c.key == key).order_by(t.c.run_id, t.c.id))
+             .where(t.c.run_id.in_(_lookups(run_ids)), t.c.key == key).order_by(t.c.run_id, t.c.id))
         parts: dict[str, list[dict]] = {}
         with self.engine.connect() as conn:
             for row in _fetch_binary(conn, q):
@@ -506,7 +545,7 @@ class Store:
         q = sa.select(t.c.run_id, t.c.key, t.c.n, t.c.last_step, t.c.last_value, t.c.min_value, t.c.min_step,
                       t.c.max_value, t.c.max_step).order_by(t.c.id)
         if run_ids is not None:
-            q = q.where(t.c.run_id.in_(list(run_ids)))
+            q = q.where(t.c.run_id.in_(_lookups(run_ids)))
         acc: dict[tuple, list] = {}
         with self.engine.connect() as conn:
             for r in conn.execute(q):
@@ -524,20 +563,34 @@ class Store:
         return out
 
     def compact_metrics(self, run_id: str) -> None:
-        """Rewrite a finished run's many small chunks (one per flush) as few large ones, in one transaction."""
+        """Rewrite a finished run's many small chunks (one per flush) as few large ones, in one transaction.
+
+        In bounded memory: only the chunks from the first pair that fits in one chunk onward are rewritten, one
+        group of at most CHUNK_POINTS points at a time (an import's full chunks are left alone; rewriting a
+        20M-point series at once took 2.3 GB). New chunks get higher ids, so storage order stays logging order.
+        """
         t = metric_chunks_table
         with self.engine.begin() as conn:
             keys = [k for (k,) in conn.execute(sa.select(t.c.key).where(t.c.run_id == run_id)
                                                .group_by(t.c.key).having(sa.func.count() > 1))]
             for key in keys:
                 where = (t.c.run_id == run_id) & (t.c.key == key)
-                columns = _joined([_decode_chunk(r._mapping)
-                                   for r in conn.execute(sa.select(t).where(where).order_by(t.c.id))])
-                pts = np.zeros(len(columns["step"]), _CHUNK_DTYPE)
-                for field in FIELDS:
-                    pts[field] = columns[field]
-                conn.execute(t.delete().where(where))
-                conn.execute(t.insert(), _chunk_rows(run_id, key, pts))
+                sizes = conn.execute(sa.select(t.c.id, t.c.n).where(where).order_by(t.c.id)).all()
+                start = next((i for i in range(len(sizes) - 1)
+                              if sizes[i].n + sizes[i + 1].n <= CHUNK_POINTS), None)
+                if start is None:
+                    continue
+                tail = [row.id for row in sizes[start:]]
+                group, n_group = [], 0
+                for chunk_id in tail:
+                    chunk = _decode_chunk(conn.execute(sa.select(t).where(t.c.id == chunk_id)).first()._mapping)
+                    if group and n_group + len(chunk["step"]) > CHUNK_POINTS:
+                        conn.execute(t.insert(), _chunk_rows(run_id, key, _points(group)))
+                        group, n_group = [], 0
+                    group.append(chunk)
+                    n_group += len(chunk["step"])
+                conn.execute(t.insert(), _chunk_rows(run_id, key, _points(group)))
+                conn.execute(t.delete().where(t.c.id.in_(tail)))
 
     def put_artifact(self, run_id: str, name: str, data: bytes) -> None:
         t = artifacts_table
@@ -562,7 +615,11 @@ class Store:
     # -- labels ---------------------------------------------------------------------------------
     def add_label(self, event: LabelEvent) -> bool:
         """Store one label event; True once it is durably stored, also when this event id was stored before."""
-        event = replace(event, at=event.at or time.time())
+        event = replace(event, at=event.at or time.time(), event_id=check_text(event.event_id, "a label's id"),
+                        annotator=check_text(event.annotator, "the annotator's name"),
+                        label=None if event.label is None else check_text(event.label, "the label"),
+                        note=check_text(event.note, "the note"),
+                        features=tuple(check_text(f, "a feature name") for f in event.features))
         try:
             with self.engine.begin() as conn:
                 conn.execute(labels_table.insert().values(
@@ -577,6 +634,8 @@ class Store:
     def label_events(self, dataset_id: str, target: str) -> list[LabelEvent]:
         """Every event of this dataset and target, oldest first (so the last one per annotator and item wins)."""
         t = labels_table
+        if not _lookup_ok(dataset_id, target):
+            return []
         q = sa.select(t).where(t.c.dataset_id == dataset_id, t.c.target == target).order_by(t.c.at, t.c.event_id)
         with self.engine.connect() as conn:
             return [LabelEvent(event_id=r.event_id, dataset_id=r.dataset_id, target=r.target, item=int(r.item),
@@ -586,7 +645,8 @@ class Store:
     # -- comments -------------------------------------------------------------------------------
     def add_comment(self, comment: Comment) -> Comment:
         """Store a note on a run; a resend of the same id stores nothing new."""
-        comment = replace(comment, at=comment.at or time.time())
+        comment = replace(comment, at=comment.at or time.time(), author=check_text(comment.author, "the author"),
+                          text=check_text(comment.text, "the note"))
         try:
             with self.engine.begin() as conn:
                 conn.execute(comments_table.insert().values(**asdict(comment)))
@@ -596,7 +656,7 @@ class Store:
 
     def comments(self, run_ids: list[str]) -> list[Comment]:
         t = comments_table
-        q = sa.select(t).where(t.c.run_id.in_(list(run_ids))).order_by(t.c.at, t.c.id)
+        q = sa.select(t).where(t.c.run_id.in_(_lookups(run_ids))).order_by(t.c.at, t.c.id)
         with self.engine.connect() as conn:
             return [Comment(id=r.id, run_id=r.run_id, author=r.author, text=r.text, at=float(r.at))
                     for r in conn.execute(q)]
@@ -777,6 +837,15 @@ def _fetch_binary(conn: sa.Connection, q: sa.Select) -> list[dict]:
         return [dict(zip(names, row)) for row in cur.fetchall()]
 
 
+def _points(chunks: list[dict[str, np.ndarray]]) -> np.ndarray:
+    """Decoded chunks end to end as one structured array of points (what _chunk_rows encodes)."""
+    columns = _joined(chunks)
+    pts = np.zeros(len(columns["step"]), _CHUNK_DTYPE)
+    for name in FIELDS:
+        pts[name] = columns[name]
+    return pts
+
+
 def _joined(chunks: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     """The columns of a series' chunks end to end, in storage order (a single chunk is not copied)."""
     return {f: np.concatenate([c[f] for c in chunks]) if len(chunks) > 1 else chunks[0][f] for f in chunks[0]}
@@ -798,10 +867,59 @@ def _decode_chunk(m) -> dict[str, np.ndarray]:
 
 
 def _json(value) -> str:
-    return json.dumps(plain(value), ensure_ascii=False)  # NaN/inf are not JSON: they are stored as null
+    try:
+        return json.dumps(plain(value), ensure_ascii=False)  # NaN/inf are not JSON: they are stored as null
+    except RecursionError:
+        raise BadInput("a value is nested too deeply to store") from None
 
 
 _RUN_JSON = ("config", "metrics", "checks", "tags")
+_RUN_TEXT = {"name": "the run name", "author": "the author", "hypothesis": "the hypothesis", "model": "the model",
+             "target": "the target", "host": "the host"}
+
+
+def _checked_run_fields(fields: dict) -> dict:
+    """Run fields as the store can hold them: typed text refused with one line; a failure reason (often an
+    exception's text, holding whatever the data held) made storable instead."""
+    out = dict(fields)
+    for name, what in _RUN_TEXT.items():
+        if out.get(name) is not None:
+            out[name] = check_text(out[name], what)
+    if out.get("tags") is not None:
+        out["tags"] = tuple(check_text(t, "a tag") for t in out["tags"])
+    if out.get("reason") is not None:
+        out["reason"] = storable(out["reason"])
+    return out
+
+
+def _checked_run(run: RunRecord) -> RunRecord:
+    checked = _checked_run_fields({name: getattr(run, name) for name in (*_RUN_TEXT, "tags", "reason")})
+    return replace(run, **checked)
+
+
+def check_key(key: str) -> str:
+    """A metric name the store can hold: 1 to MAX_KEY characters of text, no NUL."""
+    key = check_text(key, f"the metric name {str(key)[:40]!r}")
+    if not key or len(key) > MAX_KEY:
+        raise BadInput(f"metric names must have 1 to {MAX_KEY} characters, got {len(key)}: {key[:40]!r}")
+    return key
+
+
+def _lookups(keys) -> list[str]:
+    return [k for k in keys if _lookup_ok(k)]
+
+
+def _lookup_ok(*keys: str) -> bool:
+    """Whether these can be looked up at all: a NUL or invalid Unicode (from a URL or a typed id) is in no row,
+    and the database driver would refuse the query itself."""
+    for key in keys:
+        if "\x00" in key:
+            return False
+        try:
+            key.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+    return True
 
 
 def _run_row(r: RunRecord) -> dict:
@@ -817,4 +935,11 @@ def _run_record(row) -> RunRecord:
         m[name] = json.loads(m.pop(f"{name}_json"))
     m["tags"] = tuple(m["tags"])
     m["cancel_requested"] = bool(m["cancel_requested"])
+    beat = m["heartbeat"]
+    if m["status"] in ACTIVE and beat is not None and time.time() - beat > lost_after_s():
+        # Its process stopped beating (killed, out of memory, machine gone): it is not running, whatever the row says.
+        # Derived on every read, so no page visit is needed; if the process comes back, it reads active again.
+        when = datetime.fromtimestamp(beat, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+        where = f"{m['host']} pid {m['pid']}" if m["pid"] else (m["host"] or "its process")
+        m["status"], m["reason"] = LOST, f"no sign of life from {where} since {when}"
     return RunRecord(**m)

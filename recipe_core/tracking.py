@@ -22,13 +22,14 @@ import weakref
 from numbers import Integral
 
 from recipe_core.config import load_settings
-from recipe_core.errors import BadInput, NotFound
+from recipe_core.errors import BadInput, NotFound, RecipeError
+from recipe_core.heartbeat import Heartbeat
 from recipe_core.jsonsafe import plain
-from recipe_core.store import Comment, RunRecord, Store, new_id, now_iso
+from recipe_core.store import MAX_KEY, Comment, RunRecord, Store, check_key, new_id, now_iso
 
 FLUSH_SECONDS = 2.0  # the page sees a live run's points this late at most
 FLUSH_POINTS = 50_000  # and a fast loop writes in batches of this many
-MAX_KEY = 200
+MAX_STEP = 2**63 - 1  # steps are stored as int64
 
 
 class Run:
@@ -40,6 +41,7 @@ class Run:
         self.last_flush = time.monotonic()
         self.cancel_requested = False  # set when someone asks on the page to stop this run
         self.ended = False
+        self.heartbeat = Heartbeat(store, [record.id]).start()  # a script that logs rarely is alive, not lost
         _open_runs.add(self)
 
     @property
@@ -47,26 +49,31 @@ class Run:
         return self.record.id
 
     def log(self, step: int, epoch: float | None = None, wall_time: float | None = None, **metrics) -> None:
-        """Record metric values at a step (and optionally the epoch; wall_time defaults to now)."""
+        """Record metric values at a step (and optionally the epoch; wall_time defaults to now). Everything is
+        checked here, so a point accepted is a point the store can hold."""
         if self.ended:
             raise BadInput(f"run {self.run_id} has ended; start a new run to log more")
-        if isinstance(step, bool) or not isinstance(step, Integral):
-            raise BadInput(f"step must be an integer, got {step!r}")
-        at = time.time() if wall_time is None else float(wall_time)
+        if isinstance(step, bool) or not isinstance(step, Integral) or not -MAX_STEP - 1 <= step <= MAX_STEP:
+            raise BadInput(f"step must be an integer that fits in 64 bits, got {str(step)[:40]!r}")
+        at = time.time() if wall_time is None else _number(wall_time, "wall_time")
+        epoch = None if epoch is None else _number(epoch, "epoch")
+        values = []
         for key, value in metrics.items():
-            try:
-                value = float(value)  # also takes numpy and torch scalars
-            except (TypeError, ValueError):
-                raise BadInput(f"metric {key!r} must be a number, got {type(value).__name__}") from None
-            self.points.append((key, step, value, epoch, at))
+            check_key(key)
+            values.append((key, int(step), _number(value, f"metric {key!r}"), epoch, at))
+        self.points += values
         if len(self.points) >= FLUSH_POINTS or time.monotonic() - self.last_flush >= FLUSH_SECONDS:
             self.flush()
 
     def flush(self) -> None:
-        """Write the buffered points now (also marks the run alive)."""
-        for key in {p[0] for p in self.points}:
-            _check_key(key)
-        self.cancel_requested = self.store.log_metrics(self.run_id, self.points)
+        """Write the buffered points now (also marks the run alive). If the store cannot take them, they stay
+        buffered for the next flush and the error says so: an acknowledged point is never dropped."""
+        try:
+            self.cancel_requested = self.store.log_metrics(self.run_id, self.points)
+        except Exception as e:  # noqa: BLE001 - the store's own errors (connection lost, refused write)
+            raise RecipeError(f"could not write {len(self.points):,} logged points of run {self.run_id} to the "
+                              f"store ({type(e).__name__}: {_first_line(e)}); they are kept for the next flush") \
+                from None
         self.points = []
         self.last_flush = time.monotonic()
 
@@ -75,18 +82,25 @@ class Run:
         self.store.add_comment(Comment(new_id(), self.run_id, self.record.author, str(text)))
 
     def finish(self, status: str = "finished", reason: str = "") -> None:
-        """Write what is buffered and end the run; its final metrics are the last value of each key."""
+        """Write what is buffered and end the run; its final metrics are the last value of each key. If the
+        points cannot be written, the run ends failed (never finished with points missing) and this raises."""
         if self.ended:
             return
+        unwritten = None
         try:
             self.flush()
-        finally:
-            self.ended = True
-            _open_runs.discard(self)
-            last = {key: s.last for key, s in self.store.metric_summaries([self.run_id]).get(self.run_id, {}).items()}
-            self.store.update_run(self.run_id, status=status, reason=reason[:2000], progress=1.0,
-                                  finished_at=now_iso(), heartbeat=time.time(), metrics=last)
-            self.store.compact_metrics(self.run_id)
+        except RecipeError as e:
+            unwritten = e
+            status, reason = "failed", str(e)
+        self.ended = True
+        self.heartbeat.stop()
+        _open_runs.discard(self)
+        last = {key: s.last for key, s in self.store.metric_summaries([self.run_id]).get(self.run_id, {}).items()}
+        self.store.update_run(self.run_id, status=status, reason=reason[:2000], progress=1.0,
+                              finished_at=now_iso(), heartbeat=time.time(), metrics=last)
+        self.store.compact_metrics(self.run_id)
+        if unwritten is not None:
+            raise unwritten
 
     def __enter__(self) -> Run:
         return self
@@ -112,7 +126,10 @@ def start_run(name: str | None = None, config: dict | None = None, parent: str |
     should do. dataset and target tie the run to a dataset of the catalog, for the reference lines.
     """
     store = Store(store_url or load_settings().store_url)
-    config = plain(dict(config or {}))
+    try:
+        config = plain(dict(config or {}))
+    except RecursionError:
+        raise BadInput("the config is nested too deeply to store") from None
     if parent:
         try:
             parent = store.get_run(parent).id
@@ -131,9 +148,16 @@ def start_run(name: str | None = None, config: dict | None = None, parent: str |
     return Run(store, store.add_run(record))
 
 
-def _check_key(key: str) -> None:
-    if not key or len(key) > MAX_KEY:
-        raise BadInput(f"metric names must have 1 to {MAX_KEY} characters, got {key[:40]!r}")
+def _number(value, what: str) -> float:
+    try:
+        return float(value)  # also takes numpy and torch scalars
+    except (TypeError, ValueError, OverflowError):
+        raise BadInput(f"{what} must be a number, got {type(value).__name__}") from None
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0][:200] if text else type(e).__name__
 
 
 def login_name(fallback: str = "anonymous") -> str:
@@ -158,11 +182,14 @@ def _remember_uncaught(kind, error, tb) -> None:
 
 def _end_open_runs() -> None:
     for run in list(_open_runs):
-        if _uncaught:
-            error = _uncaught[-1]
-            run.finish("failed", f"{type(error).__name__}: {error}")
-        else:
-            run.finish()
+        try:
+            if _uncaught:
+                error = _uncaught[-1]
+                run.finish("failed", f"{type(error).__name__}: {error}")
+            else:
+                run.finish()
+        except RecipeError as e:  # at exit there is no caller left to tell but the terminal: one line
+            print(f"recipe: {e}", file=sys.stderr)
 
 
 sys.excepthook = _remember_uncaught

@@ -16,6 +16,7 @@ import pandas as pd
 from recipe_core import executors, runs
 from recipe_core.config import Settings, TrainConfig
 from recipe_core.errors import BadInput, NotFound
+from recipe_core.heartbeat import Heartbeat
 from recipe_core.store import DatasetRecord, Store, new_id
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial is for Optuna's own CLI, not ours
@@ -212,31 +213,35 @@ def run_study(settings: Settings, store: Store, record: DatasetRecord, target: s
 
 def _run_trials(study, ex, settings, store, record, target, base, space, n_trials, workers, author, parent_id,
                 on_trial) -> None:
-    """Ask, start and tell trials, keeping `workers` of them running, until n_trials or a stop request."""
+    """Ask, start and tell trials, keeping `workers` of them running, until n_trials or a stop request. While a
+    trial waits for a worker, this process keeps it alive (its worker beats for it once it runs)."""
     distributions = {p.name: p.distribution() for p in space}
     pending: dict = {}
     asked = 0
-    while pending or (asked < n_trials and not stop_requested(study)):
-        while asked < n_trials and len(pending) < max(1, workers) and not stop_requested(study):
-            if _grid_exhausted(study):
-                asked = n_trials
+    with Heartbeat(store, statuses=("queued",)) as queued:
+        while pending or (asked < n_trials and not stop_requested(study)):
+            while asked < n_trials and len(pending) < max(1, workers) and not stop_requested(study):
+                if _grid_exhausted(study):
+                    asked = n_trials
+                    break
+                trial = study.ask(distributions)
+                asked += 1
+                run = runs.create(store, record, target, replace(base, **trial.params), author=author,
+                                  parent_id=parent_id, hypothesis=f"trial {trial.number} of {study.study_name}")
+                store.update_run(run.id, name=f"{study.study_name}#{trial.number}",
+                                 tags=("study:" + study.study_name,))
+                trial.set_user_attr("run_id", run.id)
+                queued.add(run.id)
+                job = {"storage": settings.store_url, "study": study.study_name, "trial_id": trial._trial_id}
+                pending[ex.submit(executors.run_queued, str(settings.home), settings.store_url, run.id, job)] = (
+                    trial, run.id)
+            if not pending:
                 break
-            trial = study.ask(distributions)
-            asked += 1
-            run = runs.create(store, record, target, replace(base, **trial.params), author=author,
-                              parent_id=parent_id, hypothesis=f"trial {trial.number} of {study.study_name}")
-            store.update_run(run.id, name=f"{study.study_name}#{trial.number}", tags=("study:" + study.study_name,))
-            trial.set_user_attr("run_id", run.id)
-            job = {"storage": settings.store_url, "study": study.study_name, "trial_id": trial._trial_id}
-            pending[ex.submit(executors.run_queued, str(settings.home), settings.store_url, run.id, job)] = (
-                trial, run.id)
-        if not pending:
-            break
-        for future in ex.wait_one(set(pending)):
-            trial, run_id = pending.pop(future)
-            _tell(study, store, trial, run_id, future)
-            if on_trial is not None:
-                on_trial(_trial_row(study.trials[trial.number]))
+            for future in ex.wait_one(set(pending)):
+                trial, run_id = pending.pop(future)
+                _tell(study, store, trial, run_id, future)
+                if on_trial is not None:
+                    on_trial(_trial_row(study.trials[trial.number]))
 
 
 def _grid_exhausted(study: optuna.Study) -> bool:

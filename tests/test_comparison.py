@@ -1,5 +1,6 @@
 """The Compare page's core: the runs table, filters, what changed and what it did, the URL view, exports."""
 import io
+import time
 
 import numpy as np
 import pandas as pd
@@ -137,12 +138,15 @@ def test_reference_lines_apply_to_runs_of_one_target(settings, store):
         "prior" in str(s) for s in fig.layout.shapes)
 
 
-def test_a_silent_running_run_says_so():
-    alive = RunRecord(id="a", name="a", model="m", config={}, status="running", heartbeat=1000.0)
-    dead = RunRecord(id="b", name="b", model="m", config={}, status="running", heartbeat=100.0)
-    frame = comparison.runs_frame([alive, dead], {}, now=1100.0)
-    assert frame["status"].tolist() == ["running", "running (silent 16 min)"]
-    assert comparison.filter_runs(frame, comparison.RunFilter(status=("running",)))["id"].tolist() == ["a"]
+def test_a_run_whose_process_stopped_beating_is_shown_and_filtered_as_lost(store, monkeypatch):
+    # The store derives "lost" when it reads a run (store.lost_after_s); the table shows what the store says.
+    alive = store.add_run(RunRecord(id="a", name="a", model="m", config={}, status="running"))
+    dead = store.add_run(RunRecord(id="b", name="b", model="m", config={}, status="running",
+                                   heartbeat=time.time() - 3600, host="box", pid=4242))
+    frame = comparison.runs_frame(store.list_runs(), {})
+    assert frame["status"].tolist() == ["running", "lost"]
+    assert comparison.filter_runs(frame, comparison.RunFilter(status=("running",)))["id"].tolist() == [alive.id]
+    assert store.get_run(dead.id).reason.startswith("no sign of life from box pid 4242 since ")
 
 
 def test_where_early_stopping_ended_a_run_is_in_the_table():

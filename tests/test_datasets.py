@@ -374,6 +374,12 @@ BAD = [
     ("malformed JSON lines", b'{"a": 1}\n{"a": 2\n{"a": 3}\n', "^malformed JSON at line 2"),
     ("JSON without objects", b"[1, 2, 3]", "no objects"),
     ("empty JSON array", b"[ ]", "JSON array is empty"),
+    # Python's json.loads (the sniffer's and the error locator's) raised RecursionError on these
+    ("JSON arrays 100,000 deep", b"[" * 100_000 + b"]" * 100_000, "^the JSON is nested more than 128 levels deep$"),
+    ("JSON objects 100,000 deep", b'{"a":' * 100_000 + b"1" + b"}" * 100_000, "^the JSON is nested more than 128"),
+    ("JSON lines, one 100,000 deep", b'{"a": 1}\n{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}\n",
+     "^the JSON is nested more than 128"),
+    ("malformed JSON 100,000 deep", b'[{"a": 1},' + b"[" * 100_000 + b"}", "^malformed JSON"),
     ("corrupt gzip", b"\x1f\x8b\x08\x00" + b"\x00" * 50, "gzip data is corrupt"),
     ("gzip in gzip", gzip.compress(gzip.compress(b"a\n1\n")), "gzip inside gzip"),
     ("zip that is not xlsx", None, "only as Excel workbooks"),
@@ -401,11 +407,137 @@ def test_bad_input_is_refused_cleanly(settings, store, tmp_path, data, message):
         assert_nothing_left(settings, store)
 
 
+def test_messy_xlsx_reads_as_pandas_read_it(settings, store, tmp_path):
+    """Pinned from the pandas.read_excel ingestion this streaming one replaced (its only difference: a numeric
+    header 2020 in a number column is named '2020', where pandas said '2020.0')."""
+    import datetime
+
+    blank = [None] * 12
+    path = xlsx(tmp_path / "messy.xlsx", [
+        blank,  # leading blank rows are dropped too
+        ["id", "name", None, "id", 2020, "flag", "when", "mixed", "na", "f", "big", "t"],
+        [1, "ann", None, 10, 1.5, True, datetime.datetime(2020, 1, 2, 3, 4, 5), 1, "NA", 2.0, 2**70,
+         datetime.time(12, 30)],
+        blank,
+        [2, "#N/A", None, 11, 2, False, datetime.datetime(2021, 3, 4), "two", "x", 3.5, 5, datetime.time(1, 2)],
+        [3, "", None, None, None, None, None, datetime.datetime(2020, 1, 1), None, 4, 6, None],
+        [4, "  ", None, 13, 3, True, datetime.date(2022, 5, 6), 2.5, "null", None, 7, None],
+    ])
+    record = ingest_bytes(settings, store, path.read_bytes(), source_name="messy.xlsx")  # an upload's temp file
+    assert [(c.name, c.dtype) for c in record.columns] == [
+        ("id", "BIGINT"), ("name", "VARCHAR"), ("id_2", "BIGINT"), ("2020", "DOUBLE"), ("flag", "BOOLEAN"),
+        ("when", "TIMESTAMP"), ("mixed", "VARCHAR"), ("na", "VARCHAR"), ("f", "DOUBLE"), ("big", "VARCHAR"),
+        ("t", "VARCHAR")]
+    assert record.notes == ("column name 'id' is a duplicate; renamed to 'id_2'",)
+    assert [r[1:] for r in rows(settings, record)] == [
+        (1, "ann", 10, 1.5, True, datetime.datetime(2020, 1, 2, 3, 4, 5), "1", None, 2.0,
+         "1180591620717411041280", "12:30:00"),  # 2**70, as its XML text 1.1805916207174110E+21 reads back
+        (2, None, 11, 2.0, False, datetime.datetime(2021, 3, 4), "two", "x", 3.5, "5", "01:02:00"),
+        (3, None, None, None, None, None, "2020-01-01 00:00:00", None, 4.0, "6", None),
+        (4, "  ", 13, 3.0, True, datetime.datetime(2022, 5, 6), "2.5", None, None, "7", None)]
+
+
+def test_excel_error_values_are_openpyxls(settings):
+    from openpyxl.cell.cell import ERROR_CODES
+
+    from recipe_core.datasets import EXCEL_ERRORS
+
+    assert set(EXCEL_ERRORS) == set(ERROR_CODES)
+
+
 def test_xlsx_header_only_and_empty_sheet(settings, store, tmp_path):
     with pytest.raises(BadInput, match="header row but no data rows"):
         ingest_file(settings, store, xlsx(tmp_path / "h.xlsx", [["a", "b"]]))
     with pytest.raises(BadInput, match="sheet of the workbook is empty"):
         ingest_file(settings, store, xlsx(tmp_path / "e.xlsx", []))
+    assert_nothing_left(settings, store)
+
+
+@pytest.mark.parametrize("name, message", [("evil\x00name", "contains a NUL character"),
+                                           ("half \ud800 surrogate", "is not valid Unicode"),
+                                           ("x" * 201, "has 201 characters, at most 200")])
+def test_a_dataset_name_the_store_cannot_hold_is_refused_before_anything_is_written(
+        settings, store, tmp_path, name, message):
+    path = write(tmp_path, "d.csv", "a\n1\n")
+    with pytest.raises(BadInput, match=f"^the dataset name {message}"):
+        ingest_file(settings, store, path, name=name)
+    with pytest.raises(BadInput, match=f"^the dataset name {message}"):
+        ingest_bytes(settings, store, b"a\n1\n", source_name="d.csv", name=name)
+    assert_nothing_left(settings, store)
+
+
+def test_a_source_name_is_made_storable_not_refused(settings, store):
+    record = ingest_bytes(settings, store, b"a\n1\n", source_name="we\x00ird\ud800\x07.csv")
+    assert record.source_name == "we?ird??.csv" and record.name == "we?ird??"
+    assert store.get_dataset(record.id) == record
+
+
+def _table_as(fmt, path, n_rows, n_columns=3, big=None):
+    """The same small table (and optionally one big text value in its last row) written as fmt."""
+    names = [f"c{j}" for j in range(n_columns)]
+    table = [[f"v{i}-{j}" for j in range(n_columns)] for i in range(n_rows)]
+    if big is not None:
+        table[-1][-1] = big
+    if fmt == "csv":
+        path.write_text(",".join(names) + "\n" + "".join(",".join(r) + "\n" for r in table))
+    elif fmt == "jsonl":
+        path.write_text("".join(json.dumps(dict(zip(names, r))) + "\n" for r in table))
+    elif fmt == "parquet":
+        pq.write_table(pa.table({n: [r[j] for r in table] for j, n in enumerate(names)}), path)
+    else:
+        xlsx(path, [names, *table])
+    return path
+
+
+CAPS = [
+    ("max_rows", 99, 100, 3, "^the file has more than 99 rows \\(the RECIPE_MAX_ROWS limit\\)$"),
+    ("max_cells", 299, 100, 3, "^the file has more than 299 cells, rows x columns \\(the RECIPE_MAX_CELLS limit; "
+                               "3 columns allow 99 rows\\)$"),
+]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet", "xlsx"])
+@pytest.mark.parametrize("cap, value, n_rows, n_columns, message", CAPS, ids=[c[0] for c in CAPS])
+def test_row_and_cell_caps(settings, store, tmp_path, fmt, cap, value, n_rows, n_columns, message):
+    path = _table_as(fmt, tmp_path / f"t.{fmt}", n_rows, n_columns)
+    if fmt == "xlsx":
+        message = message.replace("the file", "the sheet") if cap == "max_rows" else message
+    with pytest.raises(BadInput, match=message):
+        ingest_file(replace(settings, **{cap: value}), store, path)
+    assert_nothing_left(settings, store)
+    assert ingest_file(replace(settings, **{cap: value + 1}), store, path).n_rows == n_rows  # the cap is exact
+
+
+@pytest.mark.parametrize("fmt, message", [
+    ("csv", "^column 'c2' has a value larger than 58.6 KB \\(the RECIPE_MAX_CELL_MB limit\\)$"),
+    ("jsonl", "^column 'c2' has a value larger than 58.6 KB"),
+    ("parquet", "^column 'c2' has a value larger than 58.6 KB"),
+    ("xlsx", "^the cell C2 holds more than 58.6 KB \\(the RECIPE_MAX_CELL_MB limit\\)$"),
+])
+def test_a_value_over_the_cell_cap_is_refused_naming_its_column(settings, store, tmp_path, fmt, message):
+    # bytes, not characters, count; and under 32,767 characters, which openpyxl cuts a cell to
+    small = replace(settings, max_cell_bytes=60_000)
+    path = _table_as(fmt, tmp_path / f"t.{fmt}", 1, big="é" * 30_001)  # 60,002 bytes in UTF-8
+    with pytest.raises(BadInput, match=message):
+        ingest_file(small, store, path)
+    assert_nothing_left(settings, store)
+    fits = _table_as(fmt, tmp_path / f"fits.{fmt}", 1, big="é" * 30_000)
+    assert rows(small, ingest_file(small, store, fits), "strlen(c2)") == [(60_000,)]
+
+
+def test_a_parquet_value_over_the_cell_cap_among_small_ones_is_stopped_by_the_copy(settings, store, tmp_path):
+    values = ["x"] * 10_000 + ["y" * 2_000_000]  # the footer's size per value (~200 bytes) cannot tell
+    path = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"s": values}), path)
+    with pytest.raises(BadInput, match="^column 's' has a value larger than 1 MB"):
+        ingest_file(replace(settings, max_cell_bytes=1 << 20), store, path)
+    assert_nothing_left(settings, store)
+
+
+def test_more_columns_than_excel_allows_are_refused(settings, store, tmp_path):
+    path = write(tmp_path, "wide.csv", ",".join(f"c{i}" for i in range(20_000)) + "\n" + "1," * 19_999 + "1\n")
+    with pytest.raises(BadInput, match=r"^the file has more than 16,384 columns \(the RECIPE_MAX_COLUMNS limit\)$"):
+        ingest_file(settings, store, path)
     assert_nothing_left(settings, store)
 
 

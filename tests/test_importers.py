@@ -1,7 +1,9 @@
 """Importers: real TensorBoard event files (written by torch's SummaryWriter) and Lightning CSVLogger folders
 round-trip into the store; re-imports add nothing; hostile zips and damaged files are refused with nothing stored."""
 import io
+import math
 import os
+import struct
 import time
 import zipfile
 from datetime import datetime
@@ -10,6 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.compat.proto import event_pb2, summary_pb2, tensor_pb2
+from tensorboard.summary.writer.event_file_writer import EventFileWriter
+from tensorboard.summary.writer.record_writer import RecordWriter
+from tensorboard.util import tensor_util
 from torch.utils.tensorboard import SummaryWriter
 
 from recipe_core.errors import BadInput
@@ -169,6 +176,151 @@ def test_a_run_that_fails_while_writing_ends_failed_not_running(store, tmp_path,
         import_path(store, tmp_path / "run")
     (record,) = store.list_runs()
     assert record.status == "failed" and "disk full" in record.reason
+
+
+def _scalar(tag, step, value, wall):
+    return event_pb2.Event(wall_time=wall, step=step,
+                           summary=summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=tag, simple_value=value)]))
+
+
+def _tensor(tag, step, wall, plugin=None, **tensor):
+    """A TF2-style summary: a tensor, with its plugin's metadata when plugin is given (a tag's first event)."""
+    value = summary_pb2.Summary.Value(tag=tag, tensor=tensor_pb2.TensorProto(**tensor))
+    if plugin:
+        value.metadata.plugin_data.plugin_name = plugin
+    return event_pb2.Event(wall_time=wall, step=step, summary=summary_pb2.Summary(value=[value]))
+
+
+def _start(step, wall):
+    start = event_pb2.SessionLog(status=event_pb2.SessionLog.START)
+    return event_pb2.Event(wall_time=wall, step=step, session_log=start)
+
+
+def _write_restarted_run(folder: Path) -> None:
+    """Two events files as TensorBoard's writer writes them (file version 2): a job logs to step 49, restarts at
+    30 and logs to 69, restarts at 60 and logs to 79. Legacy and TF2 scalars, gaps, NaN and inf, text, histogram."""
+    wall = 1_700_000_000.0
+    for k, sessions in enumerate([[(0, 50)], [(30, 70), (60, 80)]]):  # (first step, end) of each session
+        before = set(folder.iterdir()) if folder.exists() else set()
+        writer = EventFileWriter(str(folder))
+        for first, end in sessions:
+            writer.add_event(_start(first, wall))
+            for step in range(first, end):
+                wall += 1.0
+                writer.add_event(_scalar("loss/train", step, (k + 1) / (step + 1), wall))
+                if step % 2 == 0:
+                    acc = math.nan if step % 10 == 4 else math.inf if step == 8 else step / 100
+                    writer.add_event(_scalar("acc", step, acc, wall + 0.5))
+                if step % 10 == 0:
+                    writer.add_event(_tensor("loss/val", step, wall, "scalars" if step == 0 else None, dtype=1,
+                                             float_val=[2 / (step + 1)]))
+                if step % 5 == 0:  # as TF2 writes them: the value's bytes in tensor_content
+                    writer.add_event(_tensor("lr", step, wall, "scalars" if step == 0 else None, dtype=1,
+                                             tensor_content=struct.pack("<f", 0.1 / (1 + step // 20))))
+        writer.add_event(_tensor("notes", first, wall, "text", dtype=7, string_val=[b"a text summary"]))
+        histo = summary_pb2.HistogramProto(min=0, max=1, num=2, sum=1, bucket_limit=[1], bucket=[2])
+        writer.add_event(event_pb2.Event(wall_time=wall, step=first + 5, summary=summary_pb2.Summary(
+            value=[summary_pb2.Summary.Value(tag="weights", histo=histo)])))
+        writer.close()
+        # name the files in writing order (the writer's names end in a per-process counter: 9 sorts after 10)
+        (path,) = set(folder.iterdir()) - before
+        path.rename(folder / f"events.out.tfevents.{1_700_000_000 + k}.host")
+
+
+def _write_old_run(folder: Path) -> None:
+    """A file without a version event (an old TensorFlow): a step going backwards purges the tags it carries."""
+    folder.mkdir()
+    events = [_scalar(tag, step, step / 10, 1000.0 + step) for step in range(30) for tag in ("a", "b")]
+    events += [_scalar("a", step, -step / 10, 2000.0 + step) for step in range(10, 15)]  # a alone goes back
+    events += [event_pb2.Event(wall_time=3000.0, step=5, log_message=event_pb2.LogMessage(message="hi")),
+               _scalar("b", 6, 0.6, 3001.0),  # after the log message at step 5: no purge
+               _tensor("", 3, 3002.0, dtype=7, string_val=[b"x"]),  # an empty tag purges every tag (>= 3)
+               _scalar("a", 4, 0.4, 3003.0), _scalar("b", 4, 0.4, 3004.0)]
+    with open(folder / "events.out.tfevents.1.host", "wb") as f:
+        writer = RecordWriter(f)
+        for e in events:
+            writer.write(e.SerializeToString())
+
+
+def _accumulator_series(folder: Path) -> dict:
+    """{tag: [(step, value, wall_time)]} as TensorBoard's EventAccumulator reads the folder: its scalars, then its
+    tensors of the scalars plugin (or none) that hold one number each."""
+    acc = EventAccumulator(str(folder), size_guidance={"scalars": 0, "tensors": 0}).Reload()
+    out = {tag: [(e.step, e.value, e.wall_time) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+    for tag in acc.Tags()["tensors"]:
+        events = acc.Tensors(tag)
+        arrays = [tensor_util.make_ndarray(e.tensor_proto) for e in events]
+        plugin = acc.summary_metadata[tag].plugin_data.plugin_name if tag in acc.summary_metadata else ""
+        if plugin in ("scalars", "") and all(a.size == 1 and a.dtype.kind in "iuf" for a in arrays):
+            out.setdefault(tag, []).extend((e.step, float(a), e.wall_time) for e, a in zip(events, arrays))
+    return {tag: points for tag, points in out.items() if points}
+
+
+def test_a_messy_log_imports_exactly_as_the_event_accumulator_reads_it(store, tmp_path):
+    root = tmp_path / "logs"
+    _write_restarted_run(root / "restarted")
+    _write_old_run(root / "old")
+
+    imported = import_path(store, root)
+
+    for result in imported:
+        expected = _accumulator_series(root / result["name"].split("/")[-1])
+        assert result["metrics"] == {tag: len(points) for tag, points in expected.items()}
+        for tag, points in expected.items():
+            step, value, wall = (np.array(column) for column in zip(*points))
+            order = np.argsort(step, kind="stable")  # the store keeps a series by step, ties in logged order
+            h = history(store, result["run_id"], tag)
+            assert h.step.tolist() == step[order].tolist()
+            np.testing.assert_array_equal(h.value, np.where(np.isfinite(value), value, np.nan)[order])
+            np.testing.assert_array_equal(h.wall_time, wall[order])
+    # what the accumulator does, spelled out: restarts orphan the legacy scalars after them, never the tensors
+    old, restarted = (r["run_id"] for r in imported)
+    h = history(store, restarted, "loss/train")
+    assert h.step.tolist() == list(range(80)) and h.value[45] == np.float32(2 / 46)
+    assert history(store, restarted, "loss/val").step.tolist() == [0, 10, 20, 30, 30, 40, 40, 50, 60, 60, 70]
+    assert history(store, old, "a").step.tolist() == [0, 1, 2, 4] and history(store, old, "b").step.tolist() == [
+        0, 1, 2, 4]
+
+
+def test_random_restarts_and_steps_going_back_match_the_event_accumulator(store, tmp_path):
+    # Random logs of both kinds (with and without a version-2 file event), several values per event, restarts,
+    # steps going back, other events between: what is purged must be exactly what the accumulator purges.
+    rng = np.random.default_rng(0)
+    for i in range(40):
+        events = [event_pb2.Event(wall_time=0.0, file_version="brain.Event:2")] if i % 2 else []
+        step = 0
+        for n in range(300):
+            step, kind = step + int(rng.integers(0, 3)), rng.random()
+            if kind < 0.06:  # a restart, or a step going back
+                step = max(0, step - int(rng.integers(1, 40)))
+            if kind < 0.03:
+                events.append(_start(step, float(n)))
+            elif kind < 0.1:
+                events.append(event_pb2.Event(wall_time=float(n), step=step, log_message=event_pb2.LogMessage()))
+            else:
+                tags = rng.choice(["a", "b", "c", ""] if kind < 0.12 else ["a", "b", "c"], int(rng.integers(1, 3)))
+                values = [summary_pb2.Summary.Value(tag=t, simple_value=float(n)) if t else
+                          summary_pb2.Summary.Value(tensor=tensor_pb2.TensorProto(dtype=7, string_val=[b"x"]))
+                          for t in tags]
+                events.append(event_pb2.Event(wall_time=float(n), step=step, summary=summary_pb2.Summary(value=values)))
+        folder = tmp_path / f"run{i}"
+        folder.mkdir()
+        with open(folder / "events.out.tfevents.1.host", "wb") as f:
+            writer = RecordWriter(f)
+            for e in events:
+                writer.write(e.SerializeToString())
+        expected = _accumulator_series(folder)
+        if not expected:  # every point purged
+            with pytest.raises(BadInput, match="hold no scalar metrics"):
+                import_path(store, folder)
+            continue
+        (result,) = import_path(store, folder)
+        assert result["metrics"] == {tag: len(points) for tag, points in expected.items()}, i
+        for tag, points in expected.items():
+            step, value = np.array([p[0] for p in points]), np.array([p[1] for p in points])
+            order = np.argsort(step, kind="stable")
+            h = history(store, result["run_id"], tag)
+            assert (h.step.tolist(), h.value.tolist()) == (step[order].tolist(), value[order].tolist()), i
 
 
 def test_100k_steps_import_in_seconds(store, tmp_path):

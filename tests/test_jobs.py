@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from recipe_core import datasets, jobs, runs
+from recipe_core import store as store_module
 from recipe_core.config import TrainConfig
 
 WINE = Path(__file__).resolve().parents[1] / "sample_data" / "wine.csv"
@@ -67,12 +68,12 @@ def test_a_queued_run_cancels_without_a_process(settings, store, wine):
     assert runs.execute(settings, store, run.id).status == "cancelled"  # a late start does nothing
 
 
-def test_a_silent_run_whose_process_is_gone_is_marked_lost(settings, store, wine):
+def test_a_run_whose_job_vanished_reads_lost_without_anyone_reaping_it(settings, store, wine):
     run = runs.create(store, wine, "cultivar", TrainConfig(model="linear"))
     store.update_run(run.id, status="running", pid=2**22 + 12345, host="elsewhere",
-                     heartbeat=time.time() - jobs.LOST_AFTER_S - 1)
-    assert jobs.reap_lost(store, store.list_runs()) == [run.id]
-    assert store.get_run(run.id).status == "failed"
-    fresh = runs.create(store, wine, "cultivar", TrainConfig(model="linear"))
-    store.update_run(fresh.id, status="running", heartbeat=time.time())
-    assert jobs.reap_lost(store, store.list_runs()) == []
+                     heartbeat=time.time() - store_module.lost_after_s() - 1)
+    lost = store.get_run(run.id)
+    assert lost.status == "lost" and not lost.active and "elsewhere pid 4206649" in lost.reason
+    assert [r.status for r in store.list_runs()] == ["lost"]
+    store.update_run(run.id, heartbeat=time.time())  # its process came back: it reads running again
+    assert store.get_run(run.id).status == "running"

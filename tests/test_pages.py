@@ -6,6 +6,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from recipe_core.config import load_settings
+from recipe_core.safetext import markdown_literal
 from recipe_core.store import Store
 
 APP = Path(__file__).resolve().parents[1] / "app.py"
@@ -193,7 +194,9 @@ def test_a_bad_setting_is_one_line_not_a_traceback(home, monkeypatch):
     monkeypatch.setenv("RECIPE_MAX_UPLOAD_MB", "lots")
     at = AppTest.from_file(str(APP), default_timeout=120).run()
     assert not at.exception
-    assert [e.value for e in at.error] == ["RECIPE_MAX_UPLOAD_MB must be a number of megabytes, not 'lots'"]
+    # shown as text: the message quotes what was typed (escaped once, by safetext.markdown_literal)
+    assert [e.value for e in at.error] == [markdown_literal("RECIPE_MAX_UPLOAD_MB must be a number of megabytes, "
+                                                            "not 'lots'")]
 
 
 def test_wide_and_long_cells_do_not_break_the_page(app):
@@ -279,7 +282,8 @@ def test_train_page_refuses_a_hopeless_target_in_one_line(app):
     at = open_train(app, "tips", "day")
     task_box = next(s for s in at.selectbox if s.label == "Task")
     task_box.select("regression").run()
-    assert [e.value for e in at.error] == ["target 'day' is not numeric, so it cannot be a regression target"]
+    assert [e.value for e in at.error] == [markdown_literal("target 'day' is not numeric, so it cannot be a "
+                                                            "regression target")]
     assert not at.exception
 
 

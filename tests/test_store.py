@@ -3,11 +3,12 @@ import multiprocessing as mp
 import os
 import uuid
 
+import numpy as np
 import pytest
 import sqlalchemy as sa
 
 from recipe_core.errors import BadInput, NotFound
-from recipe_core.store import Column, DatasetRecord, Store
+from recipe_core.store import Column, DatasetRecord, RunRecord, Store
 
 PG_URL = os.environ.get("RECIPE_TEST_PG_URL")
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.skipif(not PG_URL, reason="no PostgreSQL"))]
@@ -265,3 +266,28 @@ def test_an_older_store_gets_new_columns_and_its_points_moved(tmp_path):
     assert run.tags == () and run.source == "app"
     assert s.metric_history(["r1"]) == [("r1", "loss", 0, None, 0.0, 0.5), ("r1", "loss", 1, 0.5, None, 1.0)]
     assert not sa.inspect(s.engine).has_table("metrics")
+
+
+def test_compaction_merges_small_chunks_in_order_and_leaves_full_ones_alone(store_url, monkeypatch):
+    from recipe_core import store as store_module
+
+    monkeypatch.setattr(store_module, "CHUNK_POINTS", 1000)
+    s = Store(store_url)
+    run = s.add_run(RunRecord(id="compact1", name="c", model="m", config={}))
+    s.log_arrays(run.id, "big", np.arange(2500), np.arange(2500.0))  # an import: chunks of 1000, 1000, 500
+    for step in range(300):  # a live run: one small chunk per flush, ties at each step in logging order
+        s.log_metrics(run.id, [("small", step, float(step), None, 1.0), ("small", step, -float(step), None, 2.0)])
+    t = store_module.metric_chunks_table
+    with s.engine.connect() as conn:
+        big_ids = [r.id for r in conn.execute(sa.select(t.c.id).where(t.c.key == "big").order_by(t.c.id))]
+    before = s.histories([run.id], "small")[run.id]
+    summary = s.metric_summaries([run.id])
+    s.compact_metrics(run.id)
+    with s.engine.connect() as conn:
+        sizes = {k: [r.n for r in conn.execute(sa.select(t.c.n).where(t.c.key == k).order_by(t.c.id))]
+                 for k in ("big", "small")}
+        assert [r.id for r in conn.execute(sa.select(t.c.id).where(t.c.key == "big").order_by(t.c.id))] == big_ids
+    assert sizes == {"big": [1000, 1000, 500], "small": [600]}
+    after = s.histories([run.id], "small")[run.id]
+    assert np.array_equal(after.step, before.step) and np.array_equal(after.value, before.value)
+    assert s.metric_summaries([run.id]) == summary

@@ -1,11 +1,14 @@
 """The Tune page through AppTest: a new run from an earlier one, a random search and a learning curve started in
 the background and watched to the end, ensembles of the best runs."""
+import socket
+import threading
 import time
 
 import pytest
 
 from recipe_core import runs
 from recipe_core.config import TrainConfig, load_settings
+from recipe_core.errors import BadInput
 from recipe_core.store import Store
 from test_pages import APP, choose_dataset, no_errors, start_app
 
@@ -106,3 +109,62 @@ def test_a_learning_curve_from_the_page(at, trained):
     wait_for(at, lambda: any(p.proto.text == "4 of 4 runs ended" for p in at.get("progress")))
     no_errors(at)
     assert any(m.value.startswith(("Still improving", "Flattening", "Flat or worse")) for m in at.markdown)
+
+
+@pytest.fixture
+def fake_scheduler():
+    """A real listener where an attacker's "Dask scheduler" would be: it records every connection it gets."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    server.settimeout(0.2)
+    seen, stop = [], threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                conn, address = server.accept()
+            except OSError:
+                continue
+            seen.append(address)
+            conn.close()
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield server.getsockname()[1], seen
+    stop.set()
+    thread.join(5)
+    server.close()
+
+
+def test_a_visitor_cannot_make_the_server_connect_to_an_address(at, trained, fake_scheduler):
+    port, seen = fake_scheduler
+    typed = f"dask://127.0.0.1:{port}"
+    assert at.selectbox(key="search_executor").options == ["local"]  # what the operator listed (default "local")
+    assert not [t for t in at.text_input if "trials" in t.label.lower()]  # and no box to type an address into
+    at.query_params["executor"] = typed
+    at.selectbox(key="search_model").set_value("linear").run()
+    at.number_input(key="search_trials").set_value(2).run()
+    at.button(key="search_start").click().run()
+    no_errors(at)
+    with pytest.raises(BadInput, match="not one this server offers"):
+        load_settings().executor_address(typed)  # the core refuses it too, by name
+    time.sleep(2.0)
+    assert seen == []  # nothing connected to the attacker's address
+
+
+def test_an_operator_listed_cluster_is_offered_by_name(home, monkeypatch, trained, fake_scheduler):
+    port, seen = fake_scheduler
+    monkeypatch.setenv("RECIPE_EXECUTORS", f"local lab=dask://127.0.0.1:{port + 1 if port < 65535 else 1}")
+    app = start_app(home, monkeypatch)
+    app.switch_page("pages/tune.py").run()
+    choose_dataset(app, "wine")
+    app.sidebar.selectbox(key="w_target").select("cultivar").run()
+    assert app.selectbox(key="search_executor").options == ["local", "lab"]
+    app.selectbox(key="search_executor").set_value("lab").run()
+    app.selectbox(key="search_model").set_value("linear").run()
+    app.button(key="search_start").click().run()
+    # the listed scheduler is down: one line, and no study starts (a TCP check; no Dask client in the web process)
+    assert [e.value for e in app.error] and "cannot reach the Dask scheduler" in app.error[0].value
+    assert "search_study" not in app.session_state
+    assert seen == []
