@@ -110,7 +110,7 @@ columns = ["name", "status", "model", "dataset", "target", "author", "tags", "so
 columns += [col for col in (comparison.final_column(focus), comparison.best_column(focus),
                             comparison.best_step_column(focus)) if col in shown]
 columns += [col for key in keys if key != focus for col in (comparison.final_column(key),) if col in shown]
-columns += ["stopped", "parent", "hypothesis", "id"]
+columns += ["stopped", "parent", "hypothesis", "reason", "id"]
 st.dataframe(shown[[c for c in columns if c in shown]], key="cmp_table", on_select=_rows_selected,
              selection_mode="multi-row", hide_index=True, width="stretch", height=300,
              column_config={"created": st.column_config.TextColumn("created (UTC)")})
@@ -177,6 +177,9 @@ def chart(spec: ChartSpec) -> None:
     st.caption(f"{counts['shown']:,} of {counts['total']:,} points shown (min/max-preserving downsampling: "
                "spikes stay visible; exports have every point)")
     if any(r.active for r in chosen):
+        now = {r.id: store.get_run(r.id).status for r in chosen}
+        if any(now[r.id] != r.status for r in chosen):  # one ended, or its process died (lost): redraw the page
+            st.rerun(scope="app")
         st.caption("Live: a selected run is still running; the chart refreshes every 2 s.")
 
 

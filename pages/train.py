@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 import ui
-from recipe_core import figures, jobs, labels, reports, runs
+from recipe_core import capacity, figures, jobs, labels, reports, runs
 from recipe_core.config import MODELS, TrainConfig
 from recipe_core.errors import NotFound, RecipeError
 from recipe_core.safetext import markdown_literal
@@ -104,6 +104,7 @@ if "train_error" in st.session_state:
 
 # -- the leaderboard -------------------------------------------------------------------------------------
 all_runs = sel.store.list_runs(record.id, target)  # a run whose process died reads lost
+shown_status = {r.id: r.status for r in all_runs}  # what the leaderboard says: the live view reruns when it changes
 board = reports.leaderboard(all_runs)
 st.subheader("Leaderboard")
 if board.empty:
@@ -149,24 +150,25 @@ st.query_params["run"] = run.id
 def live(run_id: str) -> None:
     run = sel.store.get_run(run_id)
     st.subheader(f"Run {markdown_literal(run.name)}")
-    st.caption(f"{markdown_literal(run.model)} · seed {run.seed} · {run.task or ''} · "
-               f"by {markdown_literal(run.author)} · code {markdown_literal(run.code_version)} · id `{run.id}`")
+    about = [markdown_literal(run.model), f"seed {run.seed}", run.task, f"by {markdown_literal(run.author)}",
+             f"code {markdown_literal(run.code_version)}", f"id `{run.id}`"]
+    st.caption(" · ".join(a for a in about if a))
     history = reports.history_frame(sel.store.metric_history([run.id]))
     if run.active:
         st.progress(run.progress, text=f"{run.status}… {run.progress:.0%}")
-        if run.status == "queued":
+        if run.status == "queued" and capacity.slots_in_use(sel.settings) >= sel.settings.max_jobs:
             st.caption(f"Waiting for a free training slot: {sel.settings.max_jobs} runs train at once on this "
                        "server (RECIPE_MAX_JOBS); it starts by itself.")
+        elif run.status == "queued":
+            st.caption("Starting its process…")
         st.button("Cancel", icon=":material/stop:", key="train_cancel", on_click=jobs.cancel,
                   args=(sel.store, run.id))
     elif run.status != "finished":
         st.error(f"Run {run.status}: {markdown_literal(run.reason)}", icon=":material/error:")
     st.plotly_chart(figures.loss_curves_figure(history, log_y=st.session_state.get("train_log_y", False)),
                     width="stretch", key=f"curves:{run.id}")
-    if st.session_state.get("train_was_active") and not run.active:
-        st.session_state["train_was_active"] = False
-        st.rerun(scope="app")  # the run ended: refresh the leaderboard and show its results
-    st.session_state["train_was_active"] = run.active
+    if {r.id: r.status for r in sel.store.list_runs(record.id, target)} != shown_status:
+        st.rerun(scope="app")  # a run started, ended or was lost: the leaderboard and this run's results follow
 
 
 st.toggle("Log-scale loss axis", key="train_log_y")

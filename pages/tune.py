@@ -146,9 +146,11 @@ with tab_curve:
             st.session_state.pop("curve_pending", None)
             curve = st.selectbox("Learning curve", curves, key="curve_pick", format_func=lambda t: t[6:])[6:]
             frame = learning_curve.table(store, curve)
-            metric = st.segmented_control("Metric", [m for m in ("val_loss", "val_accuracy", "val_mae")
-                                                     if m in frame], default="val_loss", key="curve_metric",
-                                          required=True)
+            logged = [m for m in ("val_loss", "val_accuracy", "val_mae") if m in frame]
+            if not logged:  # no run of the curve has finished yet
+                st.caption(f"{len(frame)} runs queued or training…")
+                return
+            metric = st.segmented_control("Metric", logged, default=logged[0], key="curve_metric", required=True)
             points = learning_curve.summary(frame, metric)
             done = int(frame["status"].isin(["finished", "failed", "cancelled"]).sum())
             st.progress(done / max(len(frame), 1), text=f"{done} of {len(frame)} runs ended")

@@ -50,6 +50,20 @@ def training_slot(settings: Settings, store: Store, run_id: str):
         time.sleep(POLL_S)
 
 
+def slots_in_use(settings: Settings) -> int:
+    """How many of the machine's training slots are held now (a slot that is free is taken and let go at once)."""
+    folder, held = settings.home / "slots", 0
+    for i in range(settings.max_jobs):
+        try:
+            with open(folder / f"slot-{i}.lock", "rb") as handle:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            held += 1
+        except FileNotFoundError:  # never used yet
+            pass
+    return held
+
+
 def limit_memory(limit_bytes: int) -> None:
     """Cap this process's address space: past it an allocation fails in this process (the run ends failed, out
     of memory), never the machine's other work."""
@@ -89,9 +103,10 @@ def check_fits(settings: Settings, config: TrainConfig, n_rows: int, n_features:
         return
     need = mlp_bytes(config, n_rows, n_features, n_classes)
     if need > settings.job_memory_bytes:
-        raise BadInput(f"this MLP needs about {_size(need)} (width {config.width} x depth {config.depth} on "
-                       f"{n_rows:,} rows x ~{n_features:,} features), more than a training job may use "
-                       f"({_size(settings.job_memory_bytes)}, RECIPE_JOB_MEMORY_MB); make it narrower or shallower")
+        raise BadInput(f"this MLP needs about {_size(need)} (width {config.width} x depth {config.depth}, for a "
+                       f"dataset of {n_rows:,} rows and up to {n_features:,} features), more than a training job "
+                       f"may use ({_size(settings.job_memory_bytes)}, RECIPE_JOB_MEMORY_MB); make it narrower or "
+                       "shallower")
 
 
 def _size(n: int) -> str:

@@ -19,7 +19,7 @@ from recipe_core.store import History, MetricSummary, RunRecord, Store
 # Keys of a run that are not in its config but are part of what was run.
 RUN_KEYS = ("model", "dataset", "target")
 BASE_COLUMNS = ("name", "id", "status", "model", "dataset", "target", "author", "tags", "source", "created",
-                "parent", "hypothesis", "stopped")
+                "parent", "hypothesis", "stopped", "reason")
 
 
 # -- the runs table -----------------------------------------------------------------------------------
@@ -36,7 +36,7 @@ def runs_frame(runs: list[RunRecord], summaries: dict[str, dict[str, MetricSumma
                "author": r.author, "tags": ", ".join(r.tags), "source": r.source,
                "created": r.created_at[:19].replace("T", " "),
                "parent": names.get(r.parent_id, r.parent_id or ""), "hypothesis": r.hypothesis,
-               "stopped": _stopped(r)}
+               "stopped": _stopped(r), "reason": r.reason}  # why it failed, was cancelled or is lost
         for key, s in sorted(summaries.get(r.id, {}).items()):
             best, best_step = (s.min, s.min_step) if direction(key) == "min" else (s.max, s.max_step)
             row[final_column(key)] = s.last

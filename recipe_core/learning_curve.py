@@ -47,6 +47,8 @@ def execute(settings: Settings, store: Store, queued: list[RunRecord], executor:
             workers: int = 2) -> list[dict]:
     """Train queued runs, workers at a time (locally or on a Dask cluster); their results in the order given."""
     results = {}
+    if executor in ("", executors.LOCAL):  # more local workers than training slots would only wait, queued
+        workers = min(workers, settings.max_jobs)
     # This process holds the queue: it keeps the waiting runs alive (their workers beat once they run).
     with Heartbeat(store, [r.id for r in queued], statuses=("queued",)), executors.executor(executor, workers) as ex:
         futures = {ex.submit(executors.run_queued, str(settings.home), settings.store_url, r.id): r.id

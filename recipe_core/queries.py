@@ -453,7 +453,8 @@ def _check_function(node: dict) -> None:
         raise QueryRejected("count(*) is an aggregate; aggregates are not allowed in a WHERE expression")
     if kind is None:
         raise QueryRejected(f"unknown function {shown}()")
-    raise QueryRejected(f"{shown}() is not allowed in a WHERE expression: {_BOUNDED}")
+    what = f"{shown}()" if name.replace("_", "a").isalnum() else f"the operator {shown}"
+    raise QueryRejected(f"{what} is not allowed in a WHERE expression: {_BOUNDED}")
 
 
 def _to_sql(statement: dict) -> str:

@@ -13,7 +13,9 @@ from recipe_core.errors import BadInput
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _LINE_BREAKS = re.compile(r"[\r\n\t]+")
 _MARKDOWN_SPECIAL = set("\\`*_{}[]()<>#+-.!|~:$=&\"'@^%")
-_AUTOLINK = re.compile(r"(?<=[:@])|(?<=www)(?=\.)", re.IGNORECASE)  # where a word joiner goes
+# Where a word joiner goes: after a ':' or '@' that something follows (http://, :material/..:, :smile:, a@b), and
+# inside www. ("score: 5" keeps its plain colon, so copied text stays as typed).
+_AUTOLINK = re.compile(r"(?<=[:@])(?=\S)|(?<=www)(?=\.)", re.IGNORECASE)
 WORD_JOINER = "\u2060"
 _PLOTLY_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
 
@@ -48,8 +50,8 @@ def markdown_literal(value) -> str:
     """Text shown literally inside Streamlit markdown (st.markdown, captions, alerts, widget labels): every
     character markdown could read as syntax is backslash-escaped, so no link, image, emphasis, HTML or
     colour directive survives. GFM links a bare URL, www. name or e-mail address, and Streamlit draws
-    :material/...: icons, after the escapes are resolved: an invisible word joiner after ':' and '@' and
-    inside 'www.' breaks those patterns."""
+    :material/...: icons, after the escapes are resolved: an invisible word joiner (U+2060) breaks those
+    patterns."""
     text = _AUTOLINK.sub(WORD_JOINER, one_line(value))
     return "".join("\\" + ch if ch in _MARKDOWN_SPECIAL else ch for ch in text)
 

@@ -195,6 +195,8 @@ def run_study(settings: Settings, store: Store, record: DatasetRecord, target: s
     space = check_space(base.model, space)
     base = runs.validate(replace(base, checks=False))  # the recipe's checks belong to runs a person looks at
     runs.preflight(settings, record, target, base)
+    if executor in ("", executors.LOCAL):  # more local workers than training slots would only wait, queued
+        workers = min(workers, settings.max_jobs)
     with executors.executor(executor, workers) as ex:  # first: an unreachable cluster leaves no empty study
         name = study_name or (f"{record.name}-{target}-{base.model}-{sampler}-s{seed}-"
                               f"{time.strftime('%Y%m%d-%H%M%S')}-{new_id()[:4]}")

@@ -85,7 +85,8 @@ def executor_cases() -> list[Case]:
              "file:///etc/passwd", "dask://127.0.0.1:8786?x=1", "local;rm -rf /", "http://127.0.0.1:9"]
     out = [Case("executor", f"visitor types {t[:40]!r}", lambda env, t=t: env.settings.executor_address(t), REFUSE)
            for t in typed]
-    listed = ["dask://", "x=ssh://h:1", "a=local a=local", "=dask://h:1", ",,,", "dask://h", "local lab=", "lab=tcp://h:1"]
+    listed = ["dask://", "x=ssh://h:1", "a=local a=local", "=dask://h:1", ",,,", "dask://h", "local lab=",
+              "lab=tcp://h:1"]
     out += [Case("executor", f"operator lists {v!r}", lambda env, v=v: config.load_settings(
         {"RECIPE_HOME": str(env.tmp), "RECIPE_EXECUTORS": v}), REFUSE) for v in listed]
     return out
@@ -399,7 +400,8 @@ def settings_cases() -> list[Case]:
                   ("RECIPE_MAX_UPLOAD_MB", "nan"), ("RECIPE_MAX_ROWS", "1.5"), ("RECIPE_MAX_ROWS", "0"),
                   ("RECIPE_MAX_CELLS", "x"), ("RECIPE_MAX_CELL_MB", "-3"), ("RECIPE_JOB_MEMORY_MB", "x"),
                   ("RECIPE_QUERY_MEMORY_MB", "0"), ("RECIPE_MAX_JOBS", "2.5"), ("RECIPE_MAX_IMPORT_POINTS", "1e400"),
-                  ("RECIPE_TRAIN_THREADS", "0"), ("RECIPE_TRAIN_THREADS", "many"), ("RECIPE_EXECUTORS", "ssh://x")]
+                  ("RECIPE_TRAIN_THREADS", "0"), ("RECIPE_TRAIN_THREADS", "many"), ("RECIPE_EXECUTORS", "ssh://x"),
+                  ("RECIPE_MAX_COLUMNS", "-1"), ("RECIPE_MAX_COLUMNS", "wide")]
     return [Case("settings", f"{k}={v!r}", lambda env, k=k, v=v: config.load_settings(
         {"RECIPE_HOME": str(env.tmp), k: v}), REFUSE) for k, v in env_values]
 
