@@ -64,13 +64,13 @@ NUMERIC = re.compile(
     r"FLOAT|REAL|DOUBLE|DECIMAL.*)$"
 )
 INTEGER = re.compile(r"^U?(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT)$")
+ROOT = Path(__file__).resolve().parents[1]
 # The parts openpyxl loads whole, by their uncompressed size (measured: 64 MB of 3M tiny shared strings peaked at
 # 520 MB and took 40 s to parse; a 53 MB styles.xml peaked at 853 MB). Excel's own styles.xml is rarely 1 MB.
-ROOT = Path(__file__).resolve().parents[1]
 XLSX_STRINGS_BYTES = 64 << 20
+XLSX_PART_BYTES = 8 << 20
 XLSX_PROCESS_BYTES = 2 << 30  # the child that parses a workbook: its address space (Python and Arrow map ~1 GB)
 XLSX_TIMEOUT_S = 600.0  # openpyxl reads ~50k rows of 4 cells a second: a full 1M-row sheet takes ~80 s
-XLSX_PART_BYTES = 8 << 20
 EXCEL_ROWS = 1_048_576  # Excel's own limit
 XML_ROW = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?row[\s/>]")  # a <row> start tag, namespace prefix or not
 XLSX_BATCH_CELLS = 200_000  # sheet cells per staged Parquet part: bounded memory, and few files

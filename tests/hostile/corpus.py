@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import gzip
 import io
-import json
 import math
 import zipfile
 from dataclasses import dataclass, field, replace
@@ -21,7 +20,6 @@ from pathlib import Path
 from typing import Callable
 
 import markdown
-import pandas as pd
 
 import recipe_core as rc
 from recipe_core import comparison, config, csv_export, datasets, importers, labels, queries, runs, safetext

@@ -1,7 +1,6 @@
 """The hostile corpus (corpus.py) against the real core: every case refused in one line or accepted harmlessly."""
 import time
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
