@@ -14,7 +14,7 @@ import streamlit as st
 from recipe_core import comparison, datasets, labels, profiles, queries, runs
 from recipe_core.config import Settings, load_settings
 from recipe_core.errors import RecipeError
-from recipe_core.safetext import markdown_literal
+from recipe_core.safetext import check_text, markdown_literal, storable
 from recipe_core.store import DatasetRecord, Store
 
 SAMPLE_DIR = Path(__file__).resolve().parent / "sample_data"
@@ -23,6 +23,8 @@ SAMPLE_DIR = Path(__file__).resolve().parent / "sample_data"
 DATASET = "sel_dataset"
 TARGET = "sel_target"
 AUTHOR = "sel_author"
+AUTHOR_ERROR = "sel_author_error"
+AUTHOR_PARAM = "author"  # the typed name rides in the URL, so a reload or a new tab keeps it (until sign-in)
 
 
 @dataclass(frozen=True)
@@ -241,16 +243,40 @@ def _signed_in_user() -> str:
     return ""
 
 
+def _checked_author(value) -> str:
+    """A typed or linked name as the store can hold it: one line of at most MAX_NAME_CHARS, no NUL (BadInput)."""
+    return " ".join(storable(check_text(value, "your name", labels.MAX_NAME_CHARS)).split())
+
+
+def author_param(sel: Selection) -> dict[str, str]:
+    """What a link the app builds adds so the page it opens knows who is working (nothing once signed in)."""
+    return {AUTHOR_PARAM: sel.author} if sel.author and not _signed_in_user() else {}
+
+
+def _set_author() -> None:
+    try:
+        st.session_state[AUTHOR] = _checked_author(st.session_state["w_author"])
+    except RecipeError as e:  # the box goes back to the last good name
+        st.session_state[AUTHOR_ERROR] = str(e)
+
+
 def _author_input() -> str:
     user = _signed_in_user()
     if user:
         st.caption(f"Signed in as {markdown_literal(user)}")
         return user
-    st.session_state.setdefault(AUTHOR, "")
+    if AUTHOR not in st.session_state:  # a fresh session (reload, new tab): the name the URL carries
+        st.session_state[AUTHOR] = ""
+        try:
+            st.session_state[AUTHOR] = _checked_author(st.query_params.get(AUTHOR_PARAM, ""))
+        except RecipeError as e:
+            st.session_state[AUTHOR_ERROR] = f"the name in the link was not used: {e}"
     st.session_state["w_author"] = st.session_state[AUTHOR]
-    st.text_input("Your name", key="w_author", max_chars=80, placeholder="shown on your runs and labels",
-                  on_change=_copy_widget, args=("w_author", AUTHOR))
-    return st.session_state[AUTHOR].strip()
+    st.text_input("Your name", key="w_author", max_chars=labels.MAX_NAME_CHARS, on_change=_set_author,
+                  placeholder="shown on your runs and labels; kept in the page's address")
+    if AUTHOR_ERROR in st.session_state:
+        show_error(RecipeError(st.session_state.pop(AUTHOR_ERROR)))
+    return st.session_state[AUTHOR]
 
 
 # -- the shared sidebar ---------------------------------------------------------------------------
@@ -329,7 +355,9 @@ def sidebar() -> Selection:
     params = {"dataset": record.id} if record else {}
     if target:
         params["target"] = target
-    for key in ("dataset", "target"):
+    if author and not _signed_in_user():
+        params[AUTHOR_PARAM] = author
+    for key in ("dataset", "target", AUTHOR_PARAM):
         if key in st.query_params and key not in params:
             del st.query_params[key]
     for key, value in params.items():

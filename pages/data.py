@@ -4,6 +4,8 @@ Profile, histograms, the target, data-quality warnings and the rows, all compute
 """
 from __future__ import annotations
 
+import hashlib
+
 import streamlit as st
 
 import ui
@@ -76,7 +78,8 @@ def overview() -> None:
         return
     st.subheader("Data-quality checks")
     if not profile.warnings:
-        st.success("No warnings: no duplicates, constant, mostly-missing or ID-like columns, NaN/inf, outliers"
+        st.success("No warnings: no duplicates, missing values, constant or ID-like columns, zeros that stand apart, "
+                   "NaN/inf, outliers"
                    + (", imbalance or leakage." if sel.target else ". Pick a target for imbalance and leakage."))
     by_kind = {}
     for w in profile.warnings:
@@ -155,24 +158,31 @@ def target_view() -> None:
 
 
 # -- rows: filter, search, sort, page, sample, extremes, detail, export --------------------------------
+# The selection is a row id (state["selected"], mirrored in the URL's `row`), never a grid position: the grid is
+# keyed by what it shows, so a position can only be read against the rows it was clicked on.
 def rows_view() -> None:
     state = st.session_state.setdefault(f"rows:{record.id}", {"filters": []})
-    with st.form("add_filter", clear_on_submit=True, border=False):
+    _follow_row_link(state)
+    # No clear_on_submit: Enter in the value box submits the form, so a second press of the button must find the
+    # same filter (refused as a repeat below) rather than an empty box that "needs a value".
+    with st.form("add_filter", border=False):
         c1, c2, c3, c4 = st.columns([3, 2, 3, 1], vertical_alignment="bottom")
         f_col = c1.selectbox("Filter column", record.column_names, key="filter_column")
         f_op = c2.selectbox("Operator", queries.OPS, key="filter_op")
         f_val = c3.text_input("Value", max_chars=1000, key="filter_value")
         if c4.form_submit_button("Add filter"):
-            new = queries.Filter(f_col, f_op, f_val)
-            try:  # refuse a bad filter here, so it never sticks and breaks the view
-                queries.count(db, queries.RowQuery(filters=(new,)))
-            except RecipeError as e:
-                ui.show_error(e)
+            new = queries.Filter(f_col, f_op, None if f_op in NO_VALUE_OPS else f_val)
+            if new in state["filters"]:
+                st.info(f"Already filtering on {markdown_literal(_filter_text(new))}.", icon=":material/check:")
             else:
-                state["filters"].append(new)
+                try:  # refuse a bad filter here, so it never sticks and breaks the view
+                    queries.count(db, queries.RowQuery(filters=(new,)))
+                except RecipeError as e:
+                    ui.show_error(e)
+                else:
+                    state["filters"].append(new)
     for i, f in enumerate(state["filters"]):
-        text = f"{f.column} {f.op}" + ("" if f.op in ("is missing", "is not missing") else f" {f.value!r}")
-        if st.button(f"✕ {markdown_literal(text)}", key=f"rm_filter_{i}", help="Remove this filter"):
+        if st.button(f"✕ {markdown_literal(_filter_text(f))}", key=f"rm_filter_{i}", help="Remove this filter"):
             state["filters"].pop(i)
             st.rerun()
     c1, c2, c3, c4 = st.columns([3, 3, 1.5, 2], vertical_alignment="bottom")
@@ -193,20 +203,30 @@ def rows_view() -> None:
     with st.expander("Show extremes", icon=":material/unfold_more:"):
         e1, e2, e3 = st.columns([3, 1, 1], vertical_alignment="bottom")
         ext_col = e1.selectbox("Column", record.column_names, key="extremes_column")
+        extremes = None
         if e2.button("Smallest"):
-            state["extremes"] = (ext_col, False)
+            extremes = (ext_col, False)
         if e3.button("Largest"):
-            state["extremes"] = (ext_col, True)
+            extremes = (ext_col, True)
 
-    page_size = 50
+    page_size = PAGE_SIZE
     page_key = f"page:{record.id}"
     seed = None
     if mode == "Random sample":
         seed = st.number_input("Sample seed", min_value=0, max_value=2**31 - 1, value=0, step=1)
+    # A new query (filters, WHERE, search, sort, mode, seed) starts again at its first page with nothing selected.
+    query = (tuple(state["filters"]), where.strip(), search.strip(), sort, descending, seed)  # DEFAULT_QUERY's shape
+    if extremes is not None or ("query" in state and state["query"] != query):
+        st.session_state[page_key] = 1
+        state["selected"] = None
+        state.pop("extremes", None)
+    state["query"] = query
+    if extremes is not None:  # kept while the query stays, so a click in that table reads that table
+        state["extremes"] = extremes
     q = queries.RowQuery(
-        filters=tuple(state["filters"]),
-        where=where.strip(),
-        search=search.strip(),
+        filters=query[0],
+        where=query[1],
+        search=query[2],
         sort=sort,
         descending=descending,
         limit=page_size,
@@ -215,24 +235,44 @@ def rows_view() -> None:
     )
     try:
         if "extremes" in state:
-            ext_col, largest = state.pop("extremes")
+            ext_col, largest = state["extremes"]
             rows = queries.extremes(db, ext_col, n=page_size, largest=largest)
-            st.caption(f"The {'largest' if largest else 'smallest'} values of {markdown_literal(ext_col)}")
             n_total = len(rows)
+            st.caption(f"The {'largest' if largest else 'smallest'} values of {markdown_literal(ext_col)}")
+            if st.button("Back to the matching rows", icon=":material/arrow_back:"):
+                state.pop("extremes")
+                state["selected"] = None
+                _sync_row_param(state)
+                st.rerun()
         else:
             result = queries.page(db, q)
             rows, n_total = result.rows, result.n_total
             st.caption(f"{n_total:,} matching rows · {result.seconds * 1000:.0f} ms")
     except RecipeError as e:
         ui.show_error(e)
+        _sync_row_param(state)
         return
-    picked = st.dataframe(rows.rename_axis("row"), on_select="rerun", selection_mode="single-row", key="rows_table",
-                          width="stretch", hide_index=False)
     n_pages = max(1, -(-n_total // page_size))
-    if seed is None and n_pages > 1:
-        if st.session_state.get(page_key, 1) > n_pages:  # the filters changed under a deep page
-            st.session_state[page_key] = 1
-            st.rerun()
+    if st.session_state.get(page_key, 1) > n_pages:  # e.g. a page that no longer exists after a reload
+        st.session_state[page_key] = 1
+        st.rerun()
+
+    shown = [int(i) for i in rows.index]
+    selected = state.get("selected")
+    view_key = hashlib.sha256(repr((query, state.get("extremes"), q.offset)).encode()).hexdigest()[:16]
+    grid_key = f"rows_table:{record.id}:{view_key}"
+    default = {"selection": {"rows": [shown.index(selected)]}} if selected in shown else None
+    picked = st.dataframe(rows.rename_axis("row"), on_select="rerun", selection_mode="single-row", key=grid_key,
+                          width="stretch", hide_index=False, selection_default=default)
+    chosen = [i for i in (picked.selection.rows if picked is not None else []) if 0 <= i < len(shown)]
+    if chosen and shown[chosen[0]] != selected:  # a click on another row of this very table
+        state["selected"] = shown[chosen[0]]
+    elif not chosen and state.get("seen") == (grid_key, True):  # the selected row was clicked again: cleared
+        state["selected"] = None
+    state["seen"] = (grid_key, bool(chosen))
+    _sync_row_param(state)
+
+    if seed is None and n_pages > 1 and "extremes" not in state:
         p1, p2 = st.columns([4, 1], vertical_alignment="bottom")
         with p1:
             st.pagination(n_pages, key=page_key)
@@ -248,10 +288,53 @@ def rows_view() -> None:
         disabled=too_many,
         help=f"Narrow the rows to at most {EXPORT_MAX_ROWS:,} to download them." if too_many else None,
     )
-    chosen = picked.selection.rows if picked is not None else []
-    row_id = rows.index[chosen[0]] if chosen else st.query_params.get("row")
-    if row_id is not None:
-        row_detail(row_id)
+    if state.get("selected") is not None:
+        row_detail(state["selected"], in_view=state["selected"] in shown)
+
+
+NO_VALUE_OPS = ("is missing", "is not missing")
+PAGE_SIZE = 50
+DEFAULT_QUERY = ((), "", "", None, False, None)  # no filter, WHERE or search; file order; pages
+
+
+def _filter_text(f) -> str:
+    """A filter as a person reads it: a number bare (petal_length > 4), text quoted (species = 'setosa')."""
+    if f.op in NO_VALUE_OPS:
+        return f"{f.column} {f.op}"
+    try:
+        float(f.value)
+    except (TypeError, ValueError):
+        return f"{f.column} {f.op} {f.value!r}"
+    return f"{f.column} {f.op} {f.value}"
+
+
+ROW_PARAM = "row"
+ROW_URL = "data_row_url"  # (dataset id, row id text) this page last put in the URL
+
+
+def _follow_row_link(state: dict) -> None:
+    """A `row` in the URL that this page did not put there is a link to that row: select it."""
+    link = st.query_params.get(ROW_PARAM)
+    last = st.session_state.get(ROW_URL)
+    if link is None or last == (record.id, link):
+        return
+    if last is not None and last[0] != record.id and last[1] == link:  # left over from the previous dataset
+        return
+    try:
+        state["selected"] = int(link)
+    except ValueError:
+        state["selected"] = link  # row_detail says there is no such row
+    state["seen"] = None
+    if isinstance(state["selected"], int) and 0 <= state["selected"] < record.n_rows \
+            and state.get("query", DEFAULT_QUERY) == DEFAULT_QUERY:  # row ids are file positions: open its page
+        st.session_state[f"page:{record.id}"] = state["selected"] // PAGE_SIZE + 1
+
+
+def _sync_row_param(state: dict) -> None:
+    selected = state.get("selected")
+    text = None if selected is None else str(selected)
+    ui.sync_query_params({} if text is None else {ROW_PARAM: text}, owned=(ROW_PARAM,))
+    st.session_state[ROW_URL] = (record.id, text)
 
 
 def _jump(jump_key: str, page_key: str) -> None:
@@ -260,13 +343,15 @@ def _jump(jump_key: str, page_key: str) -> None:
         st.session_state[jump_key] = None
 
 
-def row_detail(row_id) -> None:
+def row_detail(row_id, in_view: bool = True) -> None:
     try:
         values = queries.row(db, int(row_id))
     except (RecipeError, ValueError):
         st.error(f"No row {markdown_literal(repr(row_id))} in this dataset.")  # row_id may come from the URL
         return
     st.subheader(f"Row {int(row_id):,}")
+    if not in_view:
+        st.caption("Not among the rows shown above.")
     shown = [str(v) for v in values.values()]
     shown = [v if len(v) <= DETAIL_MAX_CHARS else f"{v[:DETAIL_MAX_CHARS]}… ({len(v):,} characters)" for v in shown]
     st.dataframe({"column": list(values), "value": shown}, hide_index=True, width="stretch")

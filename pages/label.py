@@ -6,7 +6,6 @@ once the store has it, and only then does the page say so.
 from __future__ import annotations
 
 import uuid
-from urllib.parse import urlencode
 
 import pandas as pd
 import streamlit as st
@@ -74,6 +73,11 @@ if "label_error" in st.session_state:
 
 # -- the item, as a person can judge it -----------------------------------------------------------------------
 st.subheader(f"Item {pos + 1} of {len(base.items)}  ·  row {item}")
+# The sample holds each input once; say how much of the data it stands for. Always one caption: an element that
+# comes and goes above the answer box shifts it, and the frontend then remounts it and drops what was typed.
+shared = base.shared.get(item, 1)
+st.caption(f"{shared:,} rows of the dataset have exactly this input; you label it once." if shared > 1 else
+           "No other row of the dataset has exactly this input.")
 values = queries.row(ui.db(sel), item)
 shown = [c for c in record.column_names if c != target and c not in hidden]
 grid = labels.pixel_grid(shown)
@@ -153,9 +157,17 @@ if summary["agreement"]:
     st.dataframe(pd.DataFrame(summary["agreement"]), hide_index=True)
     st.caption(f"Items where people disagree: {', '.join(map(str, summary['disagreements'])) or 'none'}")
 suspects = summary["suspect_labels"]
-st.markdown(f"**Suspect labels**: {len(suspects)} items where people agree with each other but not with the dataset")
-for s in suspects:
-    st.markdown(f"- [row {s}](data?{urlencode({'dataset': record.id, 'target': target, 'row': s})})")
+st.markdown(f"**Suspect labels**: {len(suspects)} items where people agree with each other but not with the "
+            "dataset, on an input that has one label in the data")
+here = {"dataset": record.id, "target": target, **ui.author_param(sel)}  # a link keeps who you are
+for s in suspects:  # a page link, not a markdown one: the Data page is the app's root, "data?" is "Page not found"
+    st.page_link("pages/data.py", label=f"row {s}", icon=":material/table_rows:", query_params={**here, "row": str(s)})
+if base.n_ambiguous_inputs:
+    st.markdown(f"**Ambiguous inputs**: {base.n_ambiguous_inputs:,} inputs of the dataset "
+                f"({base.n_ambiguous_rows:,} rows) have identical rows with different values of "
+                f"{markdown_literal(target)}: noise no labeller can remove; {len(summary['ambiguous_inputs'])} "
+                "are in the sample")
+    st.dataframe(pd.DataFrame(summary["ambiguous_inputs"]), hide_index=True, width="stretch")
 st.plotly_chart(figures.features_used_figure(labels.features_used(events)), width="stretch")
 with st.expander("Export and import labels"):
     for fmt, mime in (("csv", "text/csv"), ("parquet", "application/vnd.apache.parquet")):

@@ -41,7 +41,8 @@ with left:
                 f"persisted: every run and the human baseline use it): "
                 f"{counts['train']:,} train · {counts['val']:,} validation · {counts['test']:,} test")
     if counts["excluded"]:
-        st.caption(f"{counts['excluded']:,} rows with a missing target are excluded.")
+        st.caption(f"{counts['excluded']:,} {'row' if counts['excluded'] == 1 else 'rows'} with a missing target "
+                   f"{'is' if counts['excluded'] == 1 else 'are'} excluded.")
 with right:
     st.dataframe(summary, width="stretch")
 
@@ -51,6 +52,11 @@ exclude = st.multiselect("Columns left out (ID-like columns are left out by defa
                          default=id_like, key=f"exclude:{record.id}:{target}")
 st.caption(f"{len(plan) - len(exclude)} feature columns: numeric standardized on the training split, categorical "
            "one-hot (top 20 and other), text hashed, a missing indicator where needed.")
+
+
+def show_run(run_id: str) -> None:
+    st.session_state[RUN] = run_id
+    st.query_params["run"] = run_id
 
 
 # -- a new run -------------------------------------------------------------------------------------------
@@ -63,11 +69,12 @@ def start_run(config: TrainConfig, parent_id: str | None, hypothesis: str) -> No
     except RecipeError as e:
         st.session_state["train_error"] = str(e)
         return
-    st.session_state[RUN] = run.id
+    show_run(run.id)
 
 
 earlier = {r.id: r for r in reversed(sel.store.list_runs(record.id, target))}  # newest first
-with st.form("train_form", border=True):
+# enter_to_submit=False: Enter in a number box must not start a run (accidental duplicates cannot be removed)
+with st.form("train_form", enter_to_submit=False, border=True):
     model = st.segmented_control("Model", MODELS, default="prior", required=True, key="train_model",
                                  help="Simple to complex: prior, then linear, boosted trees, then the MLP.")
     c1, c2, c3, c4 = st.columns(4)
@@ -124,16 +131,20 @@ else:
     def show_picked() -> None:  # only when the selection changes, so a run just started stays shown
         rows = st.session_state["train_board"]["selection"]["rows"]
         if rows:
-            st.session_state[RUN] = ids[rows[0]]
+            show_run(ids[rows[0]])
 
     st.dataframe(board[shown], on_select=show_picked, selection_mode="single-row", key="train_board",
-                 hide_index=True, width="stretch", column_config={c: st.column_config.NumberColumn(format="%.4g") for c in shown if c.startswith("val_")})
+                 hide_index=True, width="stretch", column_config={
+        c: st.column_config.NumberColumn(format=reports.metric_format(c), width=reports.METRIC_COLUMN_PX)
+        for c in shown if c.startswith("val_")})  # wide enough that a negative R² keeps its minus sign
     curves = [i for i, status in zip(ids, board["status"]) if status == "finished"][:20]
     st.page_link("pages/compare.py", label=f"Compare the curves of the {len(curves)} best finished runs",
                  icon=":material/stacked_line_chart:", query_params={"runs": ",".join(curves), "metric": "val_loss"},
                  disabled=not curves)
 
-run_id = st.session_state.get(RUN) or st.query_params.get("run")
+# The URL first: a link from another page ("Watch it train") names its run there, while the session still holds
+# the run shown on an earlier visit. The page's own choices (a start, a click) write both.
+run_id = st.query_params.get("run") or st.session_state.get(RUN)
 if not run_id:
     st.stop()
 try:
@@ -208,11 +219,14 @@ views = st.tabs(["The batch the net sees", "Predictions over training", "Top-los
 with views[0]:
     batch = ui.run_artifact(sel, run, "batch")
     if batch:
-        st.caption(f"The first training batch exactly as the model receives it: {len(batch['rows'])} rows × "
-                   f"{batch['n_features']} features" + (f" (first {len(batch['features'])} shown)"
-                                                        if batch["n_features"] > len(batch["features"]) else ""))
+        distinct = len(batch["rows"])  # identical inputs are shown once, with how many rows of the batch share it
+        st.caption(f"The first training batch exactly as the model receives it: {batch.get('batch_rows', distinct)} "
+                   f"rows ({distinct} distinct inputs) × {batch['n_features']} features"
+                   + (f" (first {len(batch['features'])} shown)" if batch["n_features"] > len(batch["features"]) else ""))
         tensor = pd.DataFrame(batch["values"], columns=batch["features"], index=batch["rows"]).rename_axis("row")
         tensor.insert(0, "label", [str(v) for v in batch["labels"]])
+        if "n_rows" in batch:
+            tensor.insert(1, "rows with this input", batch["n_rows"])
         st.dataframe(tensor, height=260)
         st.markdown("Decoded back into the columns' own terms")
         st.dataframe(pd.DataFrame(batch["decoded"], index=batch["rows"]).rename_axis("row"), height=220)
@@ -234,13 +248,20 @@ with views[2]:
     top = ui.run_artifact(sel, run, "top_losses") or []
     if top:
         table = pd.DataFrame(top)
-        # relative to this page's URL, so it also works when the app is served under a path prefix
-        table["open"] = [f"data?{urlencode({'dataset': record.id, 'target': target, 'row': r})}" for r in table["row"]]
+        # The Data page is the default page, served at the app's root: "/data" is "Page not found". "./" keeps a
+        # path prefix; a LinkColumn opens a new tab (a new session), so the URL carries the whole selection.
+        here = {"dataset": record.id, "target": target, **ui.author_param(sel)}
+        table["open"] = [f"./?{urlencode({**here, 'row': r})}" for r in table["row"]]
         st.dataframe(table, hide_index=True, width="stretch", column_config={
             "open": st.column_config.LinkColumn("row in the Data page", display_text="open row"),
-            "loss": st.column_config.NumberColumn(format="%.4g")})
+            "loss": st.column_config.NumberColumn(format="%.4g"),
+            "n_rows": st.column_config.NumberColumn("rows with this input"),
+            "n_labels": st.column_config.NumberColumn("distinct labels (over 1: an ambiguous input)")})
 with views[3]:
     over = run.checks.get("overfit_one_batch", {})
+    if over.get("floor"):
+        st.caption(f"Loss floor {over['floor']:.3g}: {over['n_ambiguous']} of the {over['n']} examples share their "
+                   "input with a different label, so no model can reach zero on this batch.")
     if over.get("labels") is not None:
         cmp = pd.DataFrame({"row": over["rows"], "label": over["labels"], "prediction": over["predictions"]})
         st.dataframe(cmp, hide_index=True)

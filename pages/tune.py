@@ -48,9 +48,49 @@ def run_label(run_id: str) -> str:
     return f"{r.name} · {r.model} · val_loss {loss:.4g}" if loss is not None else f"{r.name} · {r.model} · {r.status}"
 
 
+def stable_selectbox(label: str, options: list[str], key: str, wanted: str | None = None, **kwargs) -> str:
+    """A selectbox of runs that keeps its choice when runs join its options (newest first): a finished trial must
+    not swap the run a person picked. The choice lives in a plain session key (see DESIGN.md's pitfall); wanted,
+    a run named in the URL, wins on arrival."""
+    kept = f"{key}:kept"
+    if wanted in options and st.session_state.get(f"{key}:wanted") != wanted:
+        st.session_state[f"{key}:wanted"] = st.session_state[kept] = wanted
+    chosen = st.session_state.get(kept)
+    picked = st.selectbox(label, options, key=key, index=options.index(chosen) if chosen in options else 0, **kwargs)
+    st.session_state[kept] = picked
+    return picked
+
+
+def nothing_yet(driver: jobs.Command | None, state: jobs.CommandState | None, starting: str, none: str,
+                key: str) -> None:
+    """Before a background command's first result: "starting" with a Cancel while its process lives; nothing
+    more once it ended (command_state said how); the plain "none yet" when no command is known."""
+    if state is not None and state.active:
+        st.caption(starting)
+        st.button("Cancel", key=key, icon=":material/stop:", on_click=jobs.cancel_command, args=(sel.settings, driver))
+    elif state is None:
+        st.caption(none)
+
+
 def compare_link(ids: list[str], label: str) -> None:
     st.page_link("pages/compare.py", label=label, icon=":material/stacked_line_chart:",
                  query_params={"runs": ",".join(ids), "metric": "val_loss"})
+
+
+def command_state(command: jobs.Command | None, what: str) -> jobs.CommandState | None:
+    """A background command's state; when it failed, one line with its own error line (it was started from this
+    page, or by a teammate: the files live under RECIPE_HOME/jobs)."""
+    if command is None:
+        return None
+    state = jobs.command_state(sel.settings, command)
+    if state.status == "failed":
+        said = state.error.removeprefix("error:").strip() or f"its process exited with code {state.exit_code}"
+        ui.show_error(RecipeError(f"The {what} failed: {said}"))
+    elif state.status == "cancelled":
+        st.caption(f"The {what} was cancelled.")
+    elif state.status == "ended":
+        st.caption(f"The {what}'s process has ended; how it ended was not recorded (the server restarted).")
+    return state
 
 
 tab_new, tab_curve, tab_search, tab_ensemble = st.tabs(
@@ -61,10 +101,9 @@ with tab_new:
     if not finished:
         st.info("Train a run on the Train page first; then change one thing at a time here.")
     else:
-        wanted = st.query_params.get("run")
         ids = [r.id for r in finished]
-        parent = by_id[st.selectbox("From run", ids, format_func=run_label, key="tune_parent",
-                                    index=ids.index(wanted) if wanted in ids else 0)]
+        parent = by_id[stable_selectbox("From run", ids, "tune_parent", wanted=st.query_params.get("run"),
+                                        format_func=run_label)]
         base = runs.config_from(parent.config)
         knobs = KNOBS.get(parent.model, {})
         values = {}
@@ -120,8 +159,9 @@ with tab_curve:
     if not finished:
         st.info("Train a run first: a learning curve retrains its config on less data.")
     else:
-        ids = [r.id for r in finished]
-        source = by_id[st.selectbox("Config of run", ids, format_func=run_label, key="curve_parent")]
+        # a curve's own runs are points of a curve, not configs to draw one from
+        ids = [r.id for r in finished if not any(t.startswith(learning_curve.TAG) for t in r.tags)]
+        source = by_id[stable_selectbox("Config of run", ids, "curve_parent", format_func=run_label)]
         c = st.columns(3)
         fractions = c[0].multiselect("Shares of the training rows", [0.1, 0.25, 0.5, 1.0],
                                      default=list(learning_curve.FRACTIONS), format_func=lambda f: f"{f:.0%}",
@@ -130,31 +170,52 @@ with tab_curve:
         c[2].caption(f"{len(fractions) * seeds} runs, two at a time, each its own process (checks off).")
         if st.button("Train the learning curve", disabled=not fractions, key="curve_start"):
             jobs.start_command(sel.settings, ["learning-curve", source.id, "--seeds", str(seeds), "--fractions",
-                                              ",".join(str(f) for f in fractions), "--author", sel.author or "anonymous"])
-            st.session_state["curve_pending"] = source.id
+                                              ",".join(str(f) for f in fractions), "--author", sel.author or "anonymous"],
+                               label=f"curve-of:{source.id}")
             st.toast("Learning curve started; its runs appear below as they train.")
         children = [r for r in store.list_runs(record.id, target) if r.parent_id == source.id]
-        waiting = st.session_state.get("curve_pending") == source.id or any(r.active for r in children)
+        driver = jobs.latest_command(sel.settings, f"curve-of:{source.id}")
+        waiting = (driver is not None and jobs.command_state(sel.settings, driver).active) or any(
+            r.active for r in children)
 
         @st.fragment(run_every=POLL_S if waiting else None)
         def curve_results() -> None:
-            curves = sorted({t for r in store.list_runs(record.id, target) if r.parent_id == source.id
-                             for t in r.tags if t.startswith(learning_curve.TAG)}, reverse=True)
+            driver = jobs.latest_command(sel.settings, f"curve-of:{source.id}")
+            state = command_state(driver, "learning curve")
+            started: dict[str, str] = {}  # curve tag -> when its first run was created
+            for r in store.list_runs(record.id, target):
+                for t in r.tags:
+                    if r.parent_id == source.id and t.startswith(learning_curve.TAG):
+                        started[t] = min(started.get(t, r.created_at), r.created_at)
+            curves = sorted(started, key=started.get, reverse=True)  # the newest curve first
             if not curves:
-                st.caption("Starting the learning curve…" if waiting else "No learning curve of this run yet.")
+                nothing_yet(driver, state, "Starting the learning curve…", "No learning curve of this run yet.",
+                            "curve_cancel_start")
                 return
-            st.session_state.pop("curve_pending", None)
-            curve = st.selectbox("Learning curve", curves, key="curve_pick", format_func=lambda t: t[6:])[6:]
+            curve = st.selectbox("Learning curve", curves, key="curve_pick",
+                                 format_func=lambda t: f"started {started[t][:16].replace('T', ' ')} · "
+                                                       f"{t[len(learning_curve.TAG):]}")[len(learning_curve.TAG):]
             frame = learning_curve.table(store, curve)
+            done, total = learning_curve.ended(frame), len(frame)
+            st.progress(done / max(total, 1), text=f"{done} of {total} runs ended")
+            if done < total:
+                st.button("Stop the learning curve", key="curve_stop", icon=":material/stop:",
+                          on_click=learning_curve.request_stop, args=(store, curve),
+                          help="Cancel its queued and running runs; the finished ones stay")
             logged = [m for m in ("val_loss", "val_accuracy", "val_mae") if m in frame]
             if not logged:  # no run of the curve has finished yet
-                st.caption(f"{len(frame)} runs queued or training…")
+                st.caption("The curve is drawn as its runs finish; the verdict comes when all have ended.")
                 return
             metric = st.segmented_control("Metric", logged, default=logged[0], key="curve_metric", required=True)
             points = learning_curve.summary(frame, metric)
-            done = int(frame["status"].isin(["finished", "failed", "cancelled"]).sum())
-            st.progress(done / max(len(frame), 1), text=f"{done} of {len(frame)} runs ended")
             st.plotly_chart(figures.learning_curve_figure(points, metric), width="stretch", key="curve_chart")
+            if done < total:
+                st.caption(f"The verdict comes when all {total} runs have ended.")
+                return
+            not_finished = int((~frame["status"].eq("finished")).sum())
+            if not_finished:
+                st.caption(f"{not_finished} of {total} runs did not finish (failed, cancelled or lost); the "
+                           "curve is drawn from the others.")
             st.markdown(learning_curve.verdict(points, metric))
             st.dataframe(points, hide_index=True, width="stretch")
             compare_link(frame["run_id"].tolist(), "Open the curve's runs on Compare")
@@ -207,7 +268,7 @@ with tab_search:
             study = f"{record.name}-{target}-{model}-{sampler}-s{seed}-{new_id()[:6]}"
             argv = ["tune", record.id, "--target", target, "--model", model, "--trials", str(n_trials),
                     "--sampler", sampler, "--seed", str(seed), "--executor", address, "--workers", str(workers),
-                    "--space", json.dumps(rows.to_dict("records"), default=str), "--study", study,
+                    "--study", study,
                     "--author", sel.author or "anonymous"]
             if model == "mlp" and epochs:
                 argv += ["--epochs", str(epochs)]
@@ -215,34 +276,50 @@ with tab_search:
         except RecipeError as e:
             ui.show_error(e)
         else:
-            jobs.start_command(sel.settings, argv)
-            st.session_state["search_study"] = study
+            # the space goes in a file of the job: a long JSON argument once broke the start ("File name too long")
+            jobs.start_command(sel.settings, argv, label=f"study:{study}",
+                               files={"--space-file": json.dumps(rows.to_dict("records"), default=str)})
+            st.session_state["search_study"] = st.session_state["search_pick"] = study  # show the new one
             st.toast(f"Study {markdown_literal(study)} started.")  # the study is named after the dataset
 
     names = tuning.studies(sel.store.url, record.id, target)
-    if st.session_state.get("search_study") and st.session_state["search_study"] not in names:
-        names = [st.session_state["search_study"]] + names
+    # searches started here whose process has not made its study (yet, or ever: it failed): shown with their state
+    started = [c.label.removeprefix("study:") for c in jobs.list_commands(sel.settings)
+               if c.label.startswith("study:") and c.argv[1:2] == (record.id,) and ("--target", target) in
+               zip(c.argv, c.argv[1:])]
+    names = list(dict.fromkeys([n for n in started if n not in names] + names))
     if names:
-        picked = st.selectbox("Study", names, key="search_pick",
-                              index=names.index(st.session_state["search_study"])
-                              if st.session_state.get("search_study") in names else 0)
+        if st.session_state.get("search_pick") not in names:  # set when a search starts: the new study
+            st.session_state.pop("search_pick", None)
+        picked = st.selectbox("Study", names, key="search_pick")
 
         @st.fragment(run_every=POLL_S)
         def study_results(name: str) -> None:
+            driver = jobs.latest_command(sel.settings, f"study:{name}")
+            state = command_state(driver, "search")
             try:
                 study = tuning.load(sel.store.url, name)
             except RecipeError:
-                st.caption("Starting the study…")
+                nothing_yet(driver, state, "Starting the study…", "This study has no trials yet.", "search_cancel_start")
                 return
             total = study.user_attrs.get("n_trials", len(study.trials))
             frame = tuning.trials_frame(study)
             states = frame["state"].value_counts().to_dict() if not frame.empty else {}
             ended = sum(states.get(s, 0) for s in ("complete", "pruned", "fail"))
-            running = ended < total and not tuning.stop_requested(study)
+            # a study started elsewhere (the CLI) has no process known here: its trials say how far it is
+            running = (ended < total and not tuning.stop_requested(study)
+                       and (state is None or state.active))
             st.progress(min(ended / max(total, 1), 1.0),
                         text=f"{ended} of {total} trials ended · " + ", ".join(f"{n} {s}" for s, n in states.items()))
-            if running and st.button("Stop after the running trials", key="search_stop"):
-                tuning.request_stop(sel.store.url, name)
+            if running:
+                b = st.columns([1, 1, 2])
+                b[0].button("Stop after the running trials", key="search_stop", on_click=tuning.request_stop,
+                            args=(sel.store.url, name))
+                b[1].button("Cancel", key="search_cancel", icon=":material/stop:", on_click=tuning.cancel,
+                            args=(sel.store, name), help="No more trials, and the running ones are cancelled")
+            elif ended < total and tuning.stop_requested(study):
+                st.caption("Stopping: no new trials start; the running ones end first." if state is not None
+                           and state.active else f"Stopped on request after {ended} of {total} trials.")
             if frame.empty:
                 return
             best = frame[frame["state"].eq("complete")].sort_values("val_loss").head(1)

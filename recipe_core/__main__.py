@@ -185,17 +185,37 @@ def cmd_tune(args, settings, store) -> dict:
 
     record = store.get_dataset(args.dataset)
     space = tuning.DEFAULT_SPACES.get(args.model, ())
-    if args.space:
-        try:
-            rows = json.loads(Path(args.space).read_text() if Path(args.space).is_file() else args.space)
-        except (OSError, ValueError):
-            raise RecipeError("--space must be JSON (or a JSON file): [{\"name\", \"kind\", \"low\", \"high\", "
-                              "\"choices\"}, ...]") from None
-        space = tuning.space_from_rows(args.model, rows if isinstance(rows, list) else [])
+    if args.space is not None or args.space_file is not None:
+        space = tuning.space_from_rows(args.model, _space_rows(args.space, args.space_file))
     base = TrainConfig(model=args.model, epochs=args.epochs, seed=args.seed)
     return tuning.run_study(settings, store, record, args.target, base, space, args.trials, sampler=args.sampler,
                             seed=args.seed, executor=args.executor, workers=args.workers,
                             author=args.author or login_name(), study_name=args.study)
+
+
+SPACE_FORMAT = '[{"name", "kind", "low", "high", "choices"}, ...]'
+
+
+def _space_rows(text: str | None, file: str | None) -> list:
+    """The rows of --space (JSON text) or --space-file (a JSON file): two options, never a guess between them."""
+    if text is not None and file is not None:
+        raise RecipeError("give --space or --space-file, not both")
+    what = "--space"
+    if file is not None:
+        what = f"--space-file {file}"
+        path = Path(file)
+        if not path.is_file():
+            raise RecipeError(f"no such file: {file}")
+        if path.stat().st_size > 1_000_000:
+            raise RecipeError(f"{what} is over 1 MB; a search space is a few settings")
+        text = path.read_text(encoding="utf-8", errors="replace")
+    try:
+        rows = json.loads(text)
+    except ValueError as e:
+        raise RecipeError(f"{what} is not valid JSON ({e}); expected {SPACE_FORMAT}") from None
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        raise RecipeError(f"{what} must be a JSON list of settings: {SPACE_FORMAT}")
+    return rows
 
 
 def cmd_learning_curve(args, settings, store) -> dict:
@@ -317,7 +337,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0, help="the same seed gives the same sequence of sampled params")
     executor_options(s)
     s.add_argument("--epochs", type=int, help="MLP epochs per trial (default: about 2,000 steps)")
-    s.add_argument("--space", help='JSON list of {"name", "kind": log|float|int|choice, "low", "high", "choices"}')
+    s.add_argument("--space", help='the search space as JSON text: a list of {"name", "kind": log|float|int|choice, '
+                                   '"low", "high", "choices"}')
+    s.add_argument("--space-file", metavar="FILE", help="the same JSON, read from a file")
     s.add_argument("--study", help="a study name: continue it (it lives in the store) or name the new one")
     s.add_argument("--author", help="default: the login name")
     s.set_defaults(run=cmd_tune)
@@ -466,4 +488,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    jobs.record_exit(code)  # started from a page: the page reads how it ended (see jobs.start_command)
+    sys.exit(code)

@@ -14,7 +14,7 @@ import plotly.io as pio
 
 from recipe_core import curves
 from recipe_core.errors import BadInput
-from recipe_core.figures import COLORS, escape
+from recipe_core.figures import COLORS, escape, merge_references
 
 AXIS_TITLES = {"step": "step", "epoch": "epoch", "wall_time": "wall time (s)"}
 SMOOTHINGS = ("none", "ema", "window")
@@ -216,7 +216,10 @@ def _seed_band(spec: ChartSpec, members: list, style: _Style, in_legend: set, tr
                                line={"width": 0, "color": style.color}, fill="tonexty" if filled else "none",
                                fillcolor=fill, showlegend=False, legendgroup=style.group, hoverinfo="skip"))
     first = members[0][0]
-    name = f"{escape(first.name)} ({len(members)} seeds)"
+    n_seeds = len({str(run.seed) for run, _, _ in members})  # a seed trained twice is one seed, not two
+    count = (f"{n_seeds} seeds" if n_seeds == len(members)
+             else f"{len(members)} runs, {n_seeds} seed{'s' if n_seeds > 1 else ''}")
+    name = f"{escape(first.name)} ({count})"
     if spec.color_by == "run":
         style = replace(style, legend=name)
     seeds = ", ".join(escape(run.seed) for run, _, _ in members)
@@ -323,7 +326,7 @@ def _rgba(hex_color: str, alpha: float) -> str:
 def _reference_lines(spec: ChartSpec, references: dict) -> list[dict]:
     """Dashed horizontal lines with their label (the prior, a human baseline): what a curve has to beat."""
     shapes = []
-    for i, (label, value) in enumerate(references.items()):
+    for i, (label, value) in enumerate(merge_references(references).items()):
         try:
             value = float(value)
         except (TypeError, ValueError):

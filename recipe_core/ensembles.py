@@ -79,16 +79,18 @@ def top_k(store: Store, dataset_id: str, target: str, k: int, metric: str = "val
     """Ids of the k best finished runs with stored predictions, best first (fewer when fewer qualify).
 
     Best is the lowest value, or the highest for a metric like accuracy (curves.direction); ties go to the lower
-    val_loss. Left out: the prior baseline (it ignores the input, so it only dilutes the others) and ensembles
-    (their members would count twice). Only runs on the best run's split and task are taken, so the ids always
-    make an ensemble.
+    val_loss. Left out: the prior baseline (it ignores the input, so it only dilutes the others), ensembles
+    (their members would count twice) and runs trained on part of the training split (a learning curve's 25%
+    point is another experiment, not a candidate model). Only runs on the best run's split and task are taken, so
+    the ids always make an ensemble.
     """
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise BadInput(f"k must be a whole number of at least 1, not {k!r}")
     sign = -1.0 if curves.direction(metric) == "max" else 1.0
     candidates = sorted(
         (r for r in store.list_runs(dataset_id, target)
-         if r.status == "finished" and r.model not in ("prior", MODEL) and _finite(r.metrics.get(metric))),
+         if r.status == "finished" and r.model not in ("prior", MODEL) and _on_the_whole_training_split(r)
+         and _finite(r.metrics.get(metric))),
         key=lambda r: (sign * r.metrics[metric], _loss_or_inf(r)))  # ties: the lower loss
     chosen: list[RunRecord] = []
     for r in candidates:
@@ -186,6 +188,13 @@ def _member_row(store: Store, run_id: str) -> dict:
     except NotFound:
         return {"run_id": run_id, "name": "(deleted)", "model": None, "val_loss": None}
     return {"run_id": r.id, "name": r.name, "model": r.model, "val_loss": r.metrics.get("val_loss")}
+
+
+def _on_the_whole_training_split(run: RunRecord) -> bool:
+    """Trained on every training row: a run's train_fraction (runs.training_rows) is 1, or absent for a run
+    logged through the API, which says nothing of a subset."""
+    fraction = (run.config or {}).get("train_fraction", 1.0)
+    return not (isinstance(fraction, (int, float)) and fraction < 1)
 
 
 def _loss_or_inf(run: RunRecord) -> float:

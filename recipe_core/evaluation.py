@@ -1,7 +1,7 @@
 """Metrics on the whole validation split, each with a 95% interval.
 
-Means of per-example numbers (log loss, squared and absolute error) get a normal interval; accuracy a Wilson
-interval; balanced accuracy, macro F1 and R2 a seeded bootstrap.
+Means of per-example losses (log loss, squared and absolute error) get a seeded percentile bootstrap, which stays
+in [0, inf) like the loss itself; accuracy a Wilson interval; balanced accuracy, macro F1 and R2 a seeded bootstrap.
 """
 from __future__ import annotations
 
@@ -11,6 +11,12 @@ import numpy as np
 
 Z95 = 1.959963984540054
 BOOTSTRAP = 200  # resamples; enough for a 95% percentile interval to two digits
+# Resamples of a mean loss, vectorised: 1000 of 20k validation rows took 0.45 s on this (busy, 2-core) machine;
+# past MEAN_BOOTSTRAP_WORK resampled values in all, fewer resamples (never under BOOTSTRAP) keep a large
+# validation split from costing seconds.
+MEAN_BOOTSTRAP = 1000
+MEAN_BOOTSTRAP_WORK = 20_000_000
+BOOTSTRAP_CHUNK = 4_000_000  # resampled values drawn at once: 16 MB of int32 indices
 PROB_FLOOR = 1e-15  # a probability of exactly 0 on the true class would make the log loss infinite
 
 
@@ -31,12 +37,21 @@ def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
     return (max(0.0, center - half), min(1.0, center + half))
 
 
-def _mean_interval(values: np.ndarray) -> tuple[float, float]:
-    m = float(np.mean(values))
-    if len(values) < 2:
+def mean_interval(values: np.ndarray, seed: int) -> tuple[float, float]:
+    """95% percentile bootstrap of a mean over the validation rows. The normal interval (mean +- 1.96 sd/sqrt n)
+    of a skewed loss, mostly near 0 with a few huge values, reaches below 0; a mean of resampled non-negative
+    values cannot."""
+    n = len(values)
+    if n < 2:
         return (math.nan, math.nan)
-    half = Z95 * float(np.std(values, ddof=1)) / math.sqrt(len(values))
-    return (m - half, m + half)
+    resamples = max(BOOTSTRAP, min(MEAN_BOOTSTRAP, MEAN_BOOTSTRAP_WORK // n))
+    per_chunk = max(1, BOOTSTRAP_CHUNK // n)
+    rng = np.random.default_rng(seed)
+    means = np.concatenate([
+        values[rng.integers(0, n, (min(per_chunk, resamples - done), n), dtype=np.int32)].mean(axis=1)
+        for done in range(0, resamples, per_chunk)])
+    low, high = np.percentile(means, [2.5, 97.5])
+    return (float(low), float(high))
 
 
 def confusion(y: np.ndarray, predicted: np.ndarray, n_classes: int) -> np.ndarray:
@@ -78,7 +93,7 @@ def evaluate(task: str, y: np.ndarray, pred: np.ndarray, n_classes: int = 0, see
     losses = per_example_loss(task, y, pred)
     n = len(y)
     metrics = {"val_loss": float(losses.mean())}
-    intervals = {"val_loss": _mean_interval(losses)}
+    intervals = {"val_loss": mean_interval(losses, seed + 2)}
     out = {"n": n}
     if task == "classification":
         predicted = pred.argmax(axis=1)
@@ -99,7 +114,7 @@ def evaluate(task: str, y: np.ndarray, pred: np.ndarray, n_classes: int = 0, see
     else:
         errors = np.abs(pred - y)
         metrics |= {"val_mse": metrics["val_loss"], "val_mae": float(errors.mean()), "val_r2": _r2(y, pred)}
-        intervals |= {"val_mse": intervals["val_loss"], "val_mae": _mean_interval(errors),
+        intervals |= {"val_mse": intervals["val_loss"], "val_mae": mean_interval(errors, seed + 3),
                       "val_r2": _bootstrap(lambda idx: _r2(y[idx], pred[idx]), n, seed)}
     out["metrics"] = metrics
     out["intervals"] = {k: [float(a), float(b)] for k, (a, b) in intervals.items()}

@@ -136,3 +136,31 @@ def batch_stats(X: np.ndarray, names: list[str]) -> pd.DataFrame:
         "std": np.nanstd(x, axis=0) if len(x) else np.nan,
         "nan": np.isnan(x).sum(axis=0),
     })
+
+
+def input_groups(X: np.ndarray) -> np.ndarray:
+    """A group id per row of an encoded matrix: rows the net cannot tell apart (identical inputs) share one."""
+    if X.ndim != 2 or X.shape[1] == 0:
+        return np.zeros(len(X), dtype=np.int64)
+    rows = np.ascontiguousarray(X)
+    if (np.signbit(rows) & (rows == 0)).any():  # -0.0 and 0.0 are the same input but not the same bytes
+        rows = rows + rows.dtype.type(0)  # -0.0 + 0.0 is 0.0; copied only then, the matrix can be large
+    keys = rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).ravel()
+    return np.unique(keys, return_inverse=True)[1].reshape(-1).astype(np.int64)
+
+
+def distinct_inputs_first(groups: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A seeded random order of the rows in which every distinct input comes once (a random row of its group)
+    before any input repeats: the first k positions are k distinct inputs whenever there are k of them."""
+    order = rng.permutation(len(groups))
+    _, first = np.unique(groups[order], return_index=True)
+    is_first = np.zeros(len(order), dtype=bool)
+    is_first[first] = True
+    return np.concatenate([order[is_first], order[~is_first]])
+
+
+def labels_per_group(groups: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """How many distinct labels each group of identical inputs carries (indexed by group id): above 1, identical
+    inputs with different outcomes, noise that no model can fit."""
+    pairs = np.unique(np.stack([groups.astype(np.float64), labels.astype(np.float64)], axis=1), axis=0)
+    return np.bincount(pairs[:, 0].astype(np.int64), minlength=int(groups.max()) + 1 if len(groups) else 0)

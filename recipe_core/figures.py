@@ -18,6 +18,30 @@ COLORS = ("#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#EECA3B", "#B2
 OTHER = "(other)"
 
 
+def merge_references(references: dict) -> dict:
+    """Reference lines that show the same value (to 4 significant digits) as one line with one label, "prior =
+    input-independent": two labels at one height are drawn on top of each other. Values that are not numbers
+    are passed through (the caller refuses them)."""
+    merged: dict[str, list] = {}  # shown value -> [labels, value]
+    for label, value in references.items():
+        try:
+            key = f"{float(value):.4g}"
+        except (TypeError, ValueError):
+            key = f"?{label}"
+        merged.setdefault(key, [[], value])[0].append(str(label))
+    return {" = ".join(labels): value for labels, value in merged.values()}
+
+
+def rows_text(n: float) -> str:
+    """A row count for an axis: 950, 1,234, 12.3k, 1.2M."""
+    n = float(n)
+    if abs(n) < 10_000:
+        return f"{n:,.0f}"
+    if abs(n) < 1_000_000:
+        return f"{n / 1e3:.3g}k"
+    return f"{n / 1e6:.3g}M"
+
+
 def _short(text, n: int = TICK_CHARS) -> str:
     text = str(text)
     return escape(text if len(text) <= n else text[: n - 1] + "…")  # cut before escaping: never split an entity
@@ -243,9 +267,10 @@ def leaderboard_figure(board: pd.DataFrame, references: dict[str, float], metric
     for i, (model, part) in enumerate(board.groupby("model", sort=False)):
         fig.add_scatter(x=[escape(r) for r in part["run"]], y=part[metric], mode="markers", name=escape(model),
                         marker={"size": 11, "color": COLORS[i % len(COLORS)]})
-    for i, (name, value) in enumerate(references.items()):
+    for i, (name, value) in enumerate(merge_references(references).items()):
         fig.add_hline(y=value, line={"dash": "dash", "color": COLORS[(i + 3) % len(COLORS)], "width": 1.5},
-                      annotation_text=f"{escape(name)} {value:.4g}", annotation_position="top left")
+                      annotation_text=f"{escape(name)} {value:.4g}",  # near values: labels at alternate ends
+                      annotation_position=("top left", "top right", "bottom left")[i % 3])
     fig.update_xaxes(title="run", type="category")
     fig.update_yaxes(title=escape(metric))
     return _layout(fig, title, HEIGHT)
@@ -350,7 +375,9 @@ def learning_curve_figure(summary: pd.DataFrame, metric: str = "val_loss") -> go
                    customdata=[f"{f:.0%}" for f in summary["fraction"]],
                    hovertemplate="%{customdata} of the training rows (%{x:,})<br>mean %{y:.4g}<extra></extra>"),
     ])
-    fig.update_xaxes(title="training rows", type="log")
+    # ticks at the row counts trained on: a log axis of its own labels 3 4 5 ... 9 100 2 between them
+    counts = sorted({float(n) for n in x if pd.notna(n)})
+    fig.update_xaxes(title="training rows", type="log", tickvals=counts, ticktext=[rows_text(n) for n in counts])
     fig.update_yaxes(title=escape(metric))
     return _layout(fig, title, HEIGHT)
 

@@ -1,5 +1,8 @@
 """Human labels on a fixed sample of the validation split: the human baseline, agreement, suspect labels.
 
+The sample holds distinct inputs (rows equal on every column but the target count once); identical inputs with
+different targets in the dataset are "ambiguous" (noise no labeller can beat), never "suspect labels".
+
 Labels are events with a client-made id (a resend is a no-op); an annotator's latest event for an item is their
 label. Accuracy gets a Wilson interval, agreement Cohen's kappa per pair and Fleiss' kappa for three or more.
 """
@@ -11,7 +14,7 @@ import math
 import re
 import uuid
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
 
@@ -19,9 +22,10 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import cohen_kappa_score
 
-from recipe_core import csv_export, evaluation, runs, splits
+from recipe_core import csv_export, evaluation, queries, runs, splits
 from recipe_core.config import Settings
 from recipe_core.errors import BadInput, NotFound
+from recipe_core.snapshot import ROW_ID
 from recipe_core.store import DatasetRecord, LabelEvent, Store
 
 DEFAULT_N = 100
@@ -40,23 +44,63 @@ class Baseline:
     classes: tuple[str, ...]  # classification: every label as text; empty for regression
     items: tuple[int, ...]  # the fixed sample of validation rows, in the order people see them
     truth: dict  # item -> the dataset's label (text, or a float for regression)
+    shared: dict = field(default_factory=dict)  # item -> rows of the dataset with the same input (itself included)
+    # item -> {target value: rows} where the dataset's rows with this item's input do not agree on the target
+    ambiguous: dict = field(default_factory=dict)
+    n_ambiguous_inputs: int = 0  # over the whole dataset: inputs whose rows have different targets,
+    n_ambiguous_rows: int = 0  # and the rows that hold them
 
 
 def baseline(settings: Settings, store: Store, record: DatasetRecord, target: str, n: int = DEFAULT_N,
              task: str | None = None) -> Baseline:
     if not 1 <= n <= 100_000:
         raise BadInput(f"the sample size must be from 1 to 100,000, not {n}")
-    task, y = runs.target_column(settings, record, target, task)
+    db = queries.DatasetDB(settings, record)  # held open, so the target's read reuses its worker process
+    try:
+        task, y = runs.target_column(settings, record, target, task)
+        groups = input_groups(db, target)
+    finally:
+        db.close()
     split = splits.get_or_create(store, record.id, target, y, task)
-    val = split.rows("val")
-    items = np.random.default_rng(SAMPLE_SEED).permutation(val)[:n]
     if task == "classification":
         classes, codes = runs.class_labels(y)
-        truth = {int(i): classes[codes[i]] for i in items}
+        value = np.array(classes + [None], dtype=object)[codes]  # -1 (missing) -> None
     else:
-        classes, values = [], pd.to_numeric(y, errors="coerce").to_numpy(dtype=float)
-        truth = {int(i): float(values[i]) for i in items}
-    return Baseline(record.id, target, task, tuple(classes), tuple(int(i) for i in items), truth)
+        classes, number = [], pd.to_numeric(y, errors="coerce").to_numpy(dtype=float)
+        value = np.where(np.isnan(number), None, number).astype(object)
+    # The first row of each input in the same seeded order as ever: on data without duplicates, the old sample.
+    order = np.random.default_rng(SAMPLE_SEED).permutation(split.rows("val"))
+    _, first = np.unique(groups[order], return_index=True)
+    items = order[np.sort(first)][:n]
+    known = pd.DataFrame({"g": groups, "y": value}).dropna(subset=["y"])
+    rows = pd.Series(groups).value_counts()
+    distinct = known.groupby("g")["y"].nunique()
+    noisy = distinct[distinct > 1].index
+    per_value = known[known["g"].isin(noisy)].groupby(["g", "y"]).size()
+    ambiguous = {}
+    for i in items:
+        g = groups[i]
+        if g in noisy:
+            counts = per_value.loc[g]
+            ambiguous[int(i)] = {(k if task == "classification" else float(k)): int(c)
+                                 for k, c in sorted(counts.items(), key=lambda kv: (-kv[1], str(kv[0])))}
+    truth = {int(i): (value[i] if task == "classification" else float(value[i])) for i in items}
+    return Baseline(record.id, target, task, tuple(classes), tuple(int(i) for i in items), truth,
+                    shared={int(i): int(rows[groups[i]]) for i in items}, ambiguous=ambiguous,
+                    n_ambiguous_inputs=len(noisy), n_ambiguous_rows=int(rows.reindex(noisy).sum()))
+
+
+def input_groups(db: queries.DatasetDB, target: str) -> np.ndarray:
+    """One 64-bit hash per row (by row id) of every column but the target: rows with equal values share it (a
+    false match needs a collision, ~n^2 / 2^65). Hash calls are nested by 200 columns so wide tables stay valid
+    SQL; only the hashes leave DuckDB, not the table."""
+    columns = [queries.quote_ident(c) for c in db.columns if c != target]
+    if not columns:
+        return np.zeros(db.n_rows, dtype=np.uint64)
+    parts = [f"hash({', '.join(columns[k:k + 200])})" for k in range(0, len(columns), 200)]
+    key = parts[0] if len(parts) == 1 else f"hash({', '.join(parts)})"
+    frame = db.df(f"SELECT {key} AS h FROM data ORDER BY {queries.quote_ident(ROW_ID)}")
+    return frame["h"].to_numpy(dtype=np.uint64)
 
 
 # -- writing ------------------------------------------------------------------------------------------
@@ -207,7 +251,8 @@ def summary(base: Baseline, events: list[LabelEvent]) -> dict:
             disagreements |= {i for i, u, v in zip(common, x, y) if u != v}
         agreement.append(pair)
     out = {"n_items": len(base.items), "task": base.task, "annotators": annotators, "agreement": agreement,
-           "disagreements": sorted(disagreements), "suspect_labels": suspect_labels(base, by)}
+           "disagreements": sorted(disagreements), "suspect_labels": suspect_labels(base, by),
+           "ambiguous_inputs": ambiguous_inputs(base, by)}
     if base.task == "classification" and len(by) >= 3:
         everyone = sorted(set.intersection(*(set(v) for v in by.values())))
         if everyone:
@@ -217,15 +262,35 @@ def summary(base: Baseline, events: list[LabelEvent]) -> dict:
 
 
 def suspect_labels(base: Baseline, by: dict[str, dict[int, str]]) -> list[int]:
-    """Items where at least two annotators agree with each other but not with the dataset's label."""
+    """Items where at least two annotators agree with each other but not with the dataset's label, on an input
+    whose rows all have that one label (where they do not, the input is ambiguous: see ambiguous_inputs)."""
     if base.task != "classification":
         return []
     suspects = []
     for item in base.items:
+        if item in base.ambiguous:
+            continue
         given = [labels[item] for labels in by.values() if item in labels]
         if len(given) >= 2 and len(set(given)) == 1 and given[0] != base.truth[item]:
             suspects.append(item)
     return suspects
+
+
+def ambiguous_inputs(base: Baseline, by: dict[str, dict[int, str]]) -> list[dict]:
+    """The sampled inputs whose identical rows in the dataset have different targets: each with its row count,
+    the targets with their counts, and what the annotators said."""
+    out = []
+    for item in base.items:
+        if item in base.ambiguous:
+            said = sorted(labels[item] for labels in by.values() if item in labels)
+            out.append({"item": item, "rows": base.shared.get(item, sum(base.ambiguous[item].values())),
+                        "dataset labels": ", ".join(f"{_shown(v)} ×{n}" for v, n in base.ambiguous[item].items()),
+                        "people said": ", ".join(_shown(v) for v in said)})
+    return out
+
+
+def _shown(value) -> str:
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
 def export_bytes(base: Baseline, events: list[LabelEvent], fmt: str = "csv") -> bytes:

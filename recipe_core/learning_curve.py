@@ -7,7 +7,7 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
-from recipe_core import executors, runs
+from recipe_core import executors, jobs, runs
 from recipe_core.config import Settings
 from recipe_core.errors import BadInput
 from recipe_core.heartbeat import Heartbeat
@@ -59,6 +59,17 @@ def execute(settings: Settings, store: Store, queued: list[RunRecord], executor:
                 remaining.discard(done)
                 results[futures[done]] = done.result()
     return [results[r.id] for r in queued]
+
+
+def request_stop(store: Store, curve: str) -> int:
+    """Cancel the curve's queued and running runs (a running one stops within about a second); the process that
+    drives them then ends by itself. The number of runs asked to stop."""
+    return sum(bool(jobs.cancel(store, r.id)) for r in store.list_runs() if TAG + curve in r.tags and r.active)
+
+
+def ended(frame: pd.DataFrame) -> int:
+    """How many runs of a curve's table have ended (finished, failed, cancelled or lost)."""
+    return 0 if frame.empty else int((~frame["status"].isin(["queued", "running"])).sum())
 
 
 def table(store: Store, curve: str) -> pd.DataFrame:

@@ -36,6 +36,14 @@ REGRESSION_MIN_DISTINCT = 21  # a numeric target with more distinct values than 
 LEAK_BINS = 20  # numeric features are cut into this many quantile bins for the leakage lookup
 LEAK_MIN_TEST = 30  # fewer held-out rows than this: no leakage verdict
 MIN_ROWS_ID = 20  # on tiny tables every column is unique; do not call that an ID
+NAME_MAX_SPACES = 2.0  # unique strings of at most ~3 words on average are names of the rows (IDs), not prose
+NAME_MAX_LENGTH = 40.0  # ... and this many characters on average
+ZERO_MIN_POSITIVE = 5  # positive values needed before zeros can be told apart from them
+ZERO_STEPS = 10  # the smallest distinct positive values whose mean gap is a column's step near 0
+ZERO_SMALLEST = 200  # smallest positive values fetched to find them (ties included)
+ZERO_APART = 3.0  # zeros stand apart when the smallest positive value is more than this many steps above 0
+ZERO_MIN_SHARE = 0.2  # ... and at least this share of the positive values' median
+MISSING_SHOWN = 10  # columns listed by name in the missing-values warning
 OUTLIER_IQR = 3.0
 QUANTILES = tuple(round(0.05 * i, 2) for i in range(1, 20))  # 0.05 .. 0.95; also the leakage bin edges
 _QLIST = "[" + ", ".join(str(q) for q in QUANTILES) + "]"
@@ -68,7 +76,7 @@ class ColumnProfile:
 
 @dataclass(frozen=True)
 class DataWarning:
-    kind: str  # duplicates, constant, missing, id_like, nan_inf, imbalance, outliers, leakage
+    kind: str  # duplicates, missing_values, constant, missing, id_like, zeros, nan_inf, imbalance, outliers, leakage
     column: str | None
     message: str  # one line with its numbers
     value: float  # the main number: a count, a share, a ratio or a score (see each check)
@@ -236,12 +244,18 @@ def profile(db: DatasetDB, target: str | None = None) -> Profile:
 
     profiles = [_column_profile(c, stats[c.name], tops.get(c.name, []), n_rows) for c in cols]
     by_name = {p.name: p for p in profiles}
-    id_like = {c.name for c, p in zip(cols, profiles) if _id_like(c, p, stats[c.name], n_rows, exact)}
+    names = _name_like(db, [c for c, p in zip(cols, profiles) if _unique(p, n_rows, exact) and c.dtype == "VARCHAR"
+                            and stats[c.name].get("spaces")])
+    id_like = {c.name for c, p in zip(cols, profiles)
+               if _id_like(c, p, stats[c.name], n_rows, exact, c.name in names)}
+    zeros = _zeros(db, [c for c, p in zip(cols, profiles) if c.treat == "numeric" and p.min == 0
+                        and p.n_distinct > 3], n_rows, exact)
 
     warnings: list[DataWarning] = []
     if n_dup:
         warnings.append(DataWarning("duplicates", None, f"{n_dup:,} exact duplicate rows ({_pct(n_dup, n_rows)})",
                                     float(n_dup)))
+    warnings += _missing_values(profiles)
     task = None
     if tcol is not None:
         tprof = by_name[tcol.name]
@@ -252,7 +266,8 @@ def profile(db: DatasetDB, target: str | None = None) -> Profile:
         except QueryFailed as e:
             notes.append(f"target checks not run: {e}")
     for c, p in zip(cols, profiles):
-        warnings += _column_warnings(p, n_rows, c.name in id_like, n_out.get(c.name), fences.get(c.name))
+        warnings += _column_warnings(p, n_rows, c.name in id_like, n_out.get(c.name), fences.get(c.name),
+                                     zeros.get(c.name), c.name in names)
     return Profile(n_rows=n_rows, columns=profiles, warnings=warnings, seconds=time.perf_counter() - start,
                    approximate=not exact, task=task, notes=notes)
 
@@ -431,18 +446,89 @@ def _column_profile(c: _Col, s: dict, top: list, n_rows: int) -> ColumnProfile:
     )
 
 
-def _id_like(c: _Col, p: ColumnProfile, s: dict, n_rows: int, exact: bool) -> bool:
+def _unique(p: ColumnProfile, n_rows: int, exact: bool) -> bool:
+    return p.n > 0 and (p.n_distinct == n_rows if exact else p.n_distinct >= 0.97 * n_rows)  # HLL: within a few %
+
+
+def _id_like(c: _Col, p: ColumnProfile, s: dict, n_rows: int, exact: bool, name_like: bool = False) -> bool:
     """Integer or code-like string columns whose every value differs (or named like an ID, mostly distinct).
 
-    Strings with spaces are prose, not codes: unique free text is normal."""
-    if not (c.is_int or c.dtype == "VARCHAR") or n_rows < MIN_ROWS_ID or p.n == 0 or s.get("spaces"):
+    Strings with spaces are prose, not codes (unique free text is normal), unless they are as short as names:
+    a car model or a person's name per row names the row, like an ID does."""
+    prose = s.get("spaces") and not name_like
+    if not (c.is_int or c.dtype == "VARCHAR") or n_rows < MIN_ROWS_ID or p.n == 0 or prose:
         return False
-    unique = p.n_distinct == n_rows if exact else p.n_distinct >= 0.97 * n_rows  # HLL is within a few %
     named = bool(_ID_NAME.search(c.name)) and p.n_distinct >= 0.5 * p.n
-    return unique or named
+    return _unique(p, n_rows, exact) or named
 
 
-def _column_warnings(p: ColumnProfile, n_rows, id_like, n_out, fence) -> list[DataWarning]:
+def _name_like(db, cols: list[_Col]) -> set[str]:
+    """Those of these text columns whose values are short like names: a few words, a few dozen characters."""
+    out: set[str] = set()
+    for chunk in _chunks(cols, lambda c: 2 * max(db.n_rows, 1) / QUERY_BUDGET, MAX_COLUMNS):
+        parts = [f"avg(length({c.q}) - length(replace({c.q}, ' ', ''))), avg(length({c.q}))" for c in chunk]
+        row = db.rows("SELECT " + ", ".join(parts) + " FROM data")[0]
+        for i, c in enumerate(chunk):
+            spaces, length = row[2 * i], row[2 * i + 1]
+            if spaces is not None and spaces <= NAME_MAX_SPACES and length <= NAME_MAX_LENGTH:
+                out.add(c.name)
+    return out
+
+
+def _zeros(db, cols: list[_Col], n_rows: int, exact: bool) -> dict[str, tuple]:
+    """Numeric columns whose zeros stand apart from otherwise positive values (a length of 0, a blood pressure of 0).
+
+    Returns {column: (n_zero, smallest positive, median positive)} where no value is negative, there are
+    ZERO_MIN_POSITIVE positive values or more, and the smallest positive value is both at least ZERO_MIN_SHARE of
+    their median and more than ZERO_APART steps above 0, a step being the mean gap between the ZERO_STEPS smallest
+    distinct positive values. Counts (0, 1, 2, ...), half stars (0, 0.5, 1, ...) and skewed amounts that reach
+    down towards 0 (rain, money, the breast-cancer sample's concavity) keep their zeros."""
+    first: dict[str, tuple] = {}
+    qfn = "quantile_cont" if exact else "approx_quantile"
+    if n_rows <= LONG_MAX_ROWS:  # short and maybe wide: unpivoted, like the outlier counts
+        for chunk in _chunks(cols, lambda c: max(n_rows, 1) / LONG_CELLS, LONG_MAX_COLUMNS):
+            rows = db.rows(f"SELECT k, count_if(v = 0), count_if(v > 0), min(v, {ZERO_SMALLEST}) FILTER (WHERE v > 0), "
+                           f"{qfn}(v, 0.5) FILTER (WHERE v > 0) FROM {_unpivot([c.x for c in chunk])} "
+                           f"WHERE isfinite(v) GROUP BY k")
+            first.update({chunk[int(k)].name: tuple(r) for k, *r in rows})
+    else:
+        def cost(c: _Col) -> float:
+            return max(4 * n_rows / QUERY_BUDGET, n_rows / EXACT_CELLS if exact else 0.0)
+
+        for chunk in _chunks(cols, cost, DISTINCT_MAX if exact else MAX_COLUMNS):
+            parts = []
+            for c in chunk:  # count_if and CASE, not FILTER (see _stats_sql)
+                ok = f"isfinite({c.x}) AND " if c.is_float else ""
+                pos = f"CASE WHEN {ok}{c.x} > 0 THEN {c.x} END"
+                parts += [f"count_if({c.x} = 0)", f"count_if({ok}{c.x} > 0)", f"min({pos}, {ZERO_SMALLEST})",
+                          f"{qfn}({pos}, 0.5)"]
+            row = db.rows("SELECT " + ", ".join(parts) + " FROM data")[0]
+            first.update({c.name: tuple(row[4 * i:4 * i + 4]) for i, c in enumerate(chunk)})
+    out: dict[str, tuple] = {}
+    for name, (n_zero, n_pos, smallest, median) in first.items():
+        steps = sorted({float(v) for v in smallest or []})[:ZERO_STEPS]
+        if not n_zero or n_pos < ZERO_MIN_POSITIVE or len(steps) < 3:
+            continue
+        step = (steps[-1] - steps[0]) / (len(steps) - 1)
+        if steps[0] > ZERO_APART * step and steps[0] >= ZERO_MIN_SHARE * float(median):
+            out[name] = (int(n_zero), steps[0], float(median))
+    return out
+
+
+def _missing_values(profiles: list[ColumnProfile]) -> list[DataWarning]:
+    """One line with every column's count of missing values (NULLs), the largest first."""
+    gaps = sorted(((p.n_missing, i, p.name) for i, p in enumerate(profiles) if p.n_missing),
+                  key=lambda t: (-t[0], t[1]))
+    if not gaps:
+        return []
+    total = sum(n for n, _, _ in gaps)
+    listed = ", ".join(f"{_show(name)} {n:,}" for n, _, name in gaps[:MISSING_SHOWN])
+    more = f", and {len(gaps) - MISSING_SHOWN:,} more columns" if len(gaps) > MISSING_SHOWN else ""
+    return [DataWarning("missing_values", None, f"{total:,} missing {'value' if total == 1 else 'values'} in "
+                        f"{len(gaps):,} {'column' if len(gaps) == 1 else 'columns'}: {listed}{more}", float(total))]
+
+
+def _column_warnings(p: ColumnProfile, n_rows, id_like, n_out, fence, zeros=None, name_like=False) -> list[DataWarning]:
     out = []
     name = _show(p.name)
     if p.n_distinct == 1:
@@ -453,8 +539,15 @@ def _column_warnings(p: ColumnProfile, n_rows, id_like, n_out, fence) -> list[Da
         out.append(DataWarning("missing", p.name, f"{name} is mostly missing: {p.n_missing:,} of {n_rows:,} rows "
                                f"({_pct(p.n_missing, n_rows)})", p.n_missing / n_rows))
     if id_like:
-        out.append(DataWarning("id_like", p.name, f"{name} looks like an ID: {p.n_distinct:,} distinct values "
+        what = "names each row, like an ID" if name_like else "looks like an ID"
+        out.append(DataWarning("id_like", p.name, f"{name} {what}: {p.n_distinct:,} distinct values "
                                f"in {n_rows:,} rows", p.n_distinct / n_rows))
+    if zeros:
+        n_zero, lo, median = zeros
+        out.append(DataWarning("zeros", p.name, f"{name} has {n_zero:,} zeros ({_pct(n_zero, n_rows)} of rows) "
+                               f"while its other values are all positive, from {lo:.4g} (median {median:.4g}): "
+                               f"zeros that stand apart like this are often missing values coded as 0",
+                               float(n_zero)))
     if p.n_nan or p.n_inf:
         bad = p.n_nan + p.n_inf
         out.append(DataWarning("nan_inf", p.name, f"{name} has {p.n_nan:,} NaN and {p.n_inf:,} infinite values "
@@ -543,7 +636,8 @@ def _classification_checks(db, tcol, features, n_rows) -> list[DataWarning]:
             out.append(DataWarning(
                 "leakage", c.name,
                 f"{_show(c.name)} alone predicts {_show(tcol.name)} with {acc:.1%} held-out accuracy "
-                f"(majority class: {base:.1%}); check it is not derived from the target", acc))
+                f"(majority class: {base:.1%}): a very strong feature or a leak; check it is not derived from the "
+                "target", acc))
     return out
 
 
@@ -570,8 +664,8 @@ def _regression_checks(db, tcol, tprof, features, n_rows) -> list[DataWarning]:
             if r2 >= 0.95:
                 out.append(DataWarning(
                     "leakage", c.name,
-                    f"{_show(c.name)} alone predicts {_show(tcol.name)} with held-out R² {r2:.3f}; "
-                    f"check it is not derived from the target", r2))
+                    f"{_show(c.name)} alone predicts {_show(tcol.name)} with held-out R² {r2:.3f}: a very "
+                    "strong feature or a leak; check it is not derived from the target", r2))
     return out
 
 

@@ -37,6 +37,14 @@ def leaderboard(runs: list[RunRecord]) -> pd.DataFrame:
     return board.sort_values(["val_loss", "created"], na_position="last", kind="stable").reset_index(drop=True)
 
 
+METRIC_COLUMN_PX = 110  # wide enough for "-0.1234" or "1.234e-05": a narrow column clips a number's sign
+SIGNED_METRICS = ("val_r2",)  # metrics that go below zero: fixed decimals, so the sign and size read at a glance
+
+
+def metric_format(column: str) -> str:
+    return "%.3f" if column in SIGNED_METRICS else "%.4g"
+
+
 def references(runs: list[RunRecord], metric: str = "val_loss", human: dict | None = None) -> dict[str, float]:
     """The reference lines for a metric: the latest prior baseline, the latest zero-input twin (val_loss only),
     and the human baseline (labels.summary) when people have labelled: the mean of the annotators' scores."""

@@ -27,7 +27,7 @@ from recipe_core.errors import CANCELLED, BadInput, Cancelled, Pruned, RecipeErr
 from recipe_core.store import DatasetRecord, RunRecord, Store, new_id, now_iso
 from recipe_core.train import EarlyStopping, grow_boosting, mean_loss, predict, target_tensor, train_mlp
 
-DYNAMICS_ROWS = 16  # the fixed validation batch whose predictions are kept over training
+DYNAMICS_ROWS = 16  # the fixed validation batch whose predictions are kept over training (distinct inputs)
 DYNAMICS_SNAPSHOTS = 50
 TOP_LOSSES = 20
 BATCH_VIEW_MAX_FEATURES = 512
@@ -103,6 +103,8 @@ class Data:
     y_train: np.ndarray
     X_val: np.ndarray
     y_val: np.ndarray
+    val_groups: np.ndarray  # a group id per validation row: identical inputs share one (features.input_groups)
+    fixed_val: np.ndarray  # positions in the validation split of the batch whose predictions are kept over training
 
     @property
     def n_classes(self) -> int:
@@ -165,10 +167,26 @@ def prepare(settings: Settings, store: Store, record: DatasetRecord, target: str
     rows_train, rows_val = training_rows(split.rows("train"), config.train_fraction, config.seed), split.rows("val")
     encoder = features.FeatureEncoder({c: treat[c] for c in columns}, config.top_k, config.text_features)
     encoder.fit(frame.iloc[rows_train])
+    X_val, y_val = encoder.transform(frame.iloc[rows_val]), y_all[rows_val]
+    val_groups = features.input_groups(X_val)
     return Data(task=task, classes=classes, split=split, encoder=encoder, columns=columns, excluded=excluded,
                 id_like=id_like, rows_train=rows_train, rows_val=rows_val,
                 X_train=encoder.transform(frame.iloc[rows_train]), y_train=y_all[rows_train],
-                X_val=encoder.transform(frame.iloc[rows_val]), y_val=y_all[rows_val])
+                X_val=X_val, y_val=y_val, val_groups=val_groups,
+                fixed_val=dynamics_batch(val_groups, y_val, task, config.seed))
+
+
+def dynamics_batch(val_groups: np.ndarray, y_val: np.ndarray, task: str, seed: int) -> np.ndarray:
+    """Positions in the validation split of the fixed batch watched over training: up to DYNAMICS_ROWS distinct
+    inputs drawn with the seed, for classification every class in turn in proportion to its count, ordered by
+    label so the figure reads class by class. The first rows by id were often one class, or one row repeated on a
+    table of duplicates, and a repeated input only repeats its prediction."""
+    n_distinct = int(val_groups.max()) + 1 if len(val_groups) else 0
+    chosen = features.distinct_inputs_first(val_groups, np.random.default_rng(seed))[:n_distinct]
+    if task == "classification":
+        chosen = chosen[splits.stratified_order(y_val[chosen])]
+    chosen = chosen[:DYNAMICS_ROWS]
+    return chosen[np.lexsort((chosen, y_val[chosen]))]
 
 
 def training_rows(rows: np.ndarray, fraction: float, seed: int) -> np.ndarray:
@@ -250,7 +268,7 @@ def _fit_sklearn(config: TrainConfig, data: Data, X: np.ndarray, X_val: np.ndarr
                  span: tuple[float, float]) -> Fitted:
     est = models.estimator(config, data.task)
     y = data.y_train if data.task == "regression" else data.y_train.astype(int)
-    fixed = X_val[:DYNAMICS_ROWS]
+    fixed = X_val[data.fixed_val]
     dynamics = []
 
     def full(est_, M):
@@ -294,7 +312,7 @@ def _fit_mlp(config: TrainConfig, data: Data, X: np.ndarray, X_val: np.ndarray, 
     on_step = LossLogger(rec, total_steps) if rec is not None else None
     eval_epochs = set(np.linspace(0, epochs - 1, min(epochs, EVAL_POINTS)).round().astype(int).tolist())
     snapshot_epochs = set(np.linspace(0, epochs - 1, min(epochs, DYNAMICS_SNAPSHOTS)).round().astype(int).tolist())
-    fixed = Xv[:DYNAMICS_ROWS]
+    fixed = Xv[data.fixed_val]
     dynamics = [[0, predict(model, fixed, data.task)]]
     if rec is not None:
         rec.log(0, 0.0, train_loss=init_loss, val_loss=mean_loss(model, Xv, yv, data.task))
@@ -387,7 +405,9 @@ def run_checks(config: TrainConfig, data: Data, fitted: Fitted, val_loss: float,
         return out
     plain = replace(config, dropout=0.0, weight_decay=0.0)  # nothing that fights fitting a few examples
     rng = np.random.default_rng(config.seed)
-    few = rng.choice(len(data.X_train), size=min(checks.OVERFIT_N, len(data.X_train)), replace=False)
+    # Distinct inputs first: copies of one input with different labels put a floor under the loss (the check then
+    # allows for it); repeats fill the batch only when the training split has fewer distinct inputs than its size.
+    few = features.distinct_inputs_first(features.input_groups(data.X_train), rng)[:checks.OVERFIT_N]
     Xb, yb = torch.from_numpy(data.X_train[few]), target_tensor(data.y_train[few], data.task)
     model = models.make_mlp(plain, Xb.shape[1], data.task, data.y_train, data.n_classes)
     out["overfit_one_batch"] = checks.overfit_one_batch(model, Xb, yb, data.task, config.lr) | {
@@ -409,19 +429,30 @@ def _label(data: Data, value) -> str | float:
 
 
 def batch_view(config: TrainConfig, data: Data) -> dict:
-    """The first batch exactly as the net receives it: the same permutation the training loop draws first."""
+    """The first batch exactly as the net receives it (the same permutation the training loop draws first), one
+    entry per distinct input: rows, labels, values and decoded are each input's first row in the batch; n_rows,
+    row_ids and row_labels the batch's rows that share it; stats are over the whole batch, repeats included."""
     size = min(config.batch_size, len(data.X_train))
     order = torch.randperm(len(data.X_train), generator=torch.Generator().manual_seed(config.seed))[:size].numpy()
     X = data.X_train[order]
+    groups = features.input_groups(X)
+    _, first = np.unique(groups, return_index=True)
+    first = np.sort(first)  # batch order
+    members = np.split(np.argsort(groups, kind="stable"), np.cumsum(np.bincount(groups))[:-1])
+    shared = [members[g] for g in groups[first]]
     names = data.encoder.feature_names_
     keep = min(len(names), BATCH_VIEW_MAX_FEATURES)
-    decoded = data.encoder.decode(X)
+    decoded = data.encoder.decode(X[first])
     return {
-        "rows": data.rows_train[order].tolist(),
-        "labels": [_label(data, v) for v in data.y_train[order]],
+        "rows": data.rows_train[order[first]].tolist(),
+        "labels": [_label(data, v) for v in data.y_train[order[first]]],
+        "n_rows": [len(m) for m in shared],
+        "row_ids": [data.rows_train[order[m]].tolist() for m in shared],
+        "row_labels": [[_label(data, v) for v in data.y_train[order[m]]] for m in shared],
+        "batch_rows": int(size),
         "features": names[:keep],
         "n_features": len(names),
-        "values": X[:, :keep].tolist(),
+        "values": X[first, :keep].tolist(),
         "stats": features.batch_stats(X, names).to_dict("list"),
         "decoded": {c: [_cell(v) for v in decoded[c]] for c in decoded.columns},
     }
@@ -435,8 +466,17 @@ def _cell(value) -> str | None:
 
 
 def top_losses(data: Data, pred: np.ndarray, k: int = TOP_LOSSES) -> list[dict]:
+    """The k distinct validation inputs with the highest loss, worst first. Identical inputs get one prediction,
+    so their rows make one entry, stood for by the row of highest loss ("row", the Data page's link), with
+    n_rows (validation rows with that input) and n_labels (their distinct labels: above 1, identical inputs with
+    different outcomes, noise no model can fit)."""
     losses = evaluation.per_example_loss(data.task, data.y_val, pred)
-    worst = np.argsort(-losses, kind="stable")[:k]
+    groups = data.val_groups
+    by_loss = np.argsort(-losses, kind="stable")
+    _, worst_of_group = np.unique(groups[by_loss], return_index=True)
+    worst = by_loss[np.sort(worst_of_group)][:k]
+    n_rows = np.bincount(groups)
+    n_labels = features.labels_per_group(groups, data.y_val)
     out = []
     for i in worst:
         item = {"row": int(data.rows_val[i]), "label": _label(data, data.y_val[i]), "loss": float(losses[i])}
@@ -444,6 +484,7 @@ def top_losses(data: Data, pred: np.ndarray, k: int = TOP_LOSSES) -> list[dict]:
             item |= {"predicted": data.classes[int(pred[i].argmax())], "p_label": float(pred[i, int(data.y_val[i])])}
         else:
             item["predicted"] = float(pred[i])
+        item |= {"n_rows": int(n_rows[groups[i]]), "n_labels": int(n_labels[groups[i]])}
         out.append(item)
     return out
 
@@ -606,8 +647,9 @@ def _train_and_check(settings: Settings, store: Store, run: RunRecord, rec: Reco
     store.put_artifact(run.id, "val_predictions", predictions_npz(data.rows_val, pred))
     store.put_json(run.id, "top_losses", top_losses(data, pred))
     store.put_json(run.id, "dynamics", {
-        "rows": data.rows_val[:DYNAMICS_ROWS].tolist(),
-        "labels": [_label(data, v) for v in data.y_val[:DYNAMICS_ROWS]],
+        "rows": data.rows_val[data.fixed_val].tolist(),
+        "labels": [_label(data, v) for v in data.y_val[data.fixed_val]],
+        "n_rows": np.bincount(data.val_groups)[data.val_groups[data.fixed_val]].tolist(),  # rows with that input
         "classes": data.classes,
         "snapshots": [[at, np.asarray(p).round(5).tolist()] for at, p in fitted.dynamics]})
     rec.progress = span[1]

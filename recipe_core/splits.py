@@ -87,6 +87,18 @@ def assign(y: pd.Series, task: str, seed: int = DEFAULT_SEED,
     return codes
 
 
+def stratified_order(labels: np.ndarray) -> np.ndarray:
+    """An order of the positions that takes the classes in turn, in proportion to their counts, each class's
+    positions in their given order: the first C positions hold every one of C classes, and any longer prefix is
+    close to the class balance (the k-th item of a class comes at k / its count of the way through)."""
+    _, codes, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    codes = codes.reshape(-1)
+    by_class = np.argsort(codes, kind="stable")
+    rank = np.empty(len(labels), dtype=np.int64)
+    rank[by_class] = np.arange(len(labels)) - np.repeat(np.cumsum(counts) - counts, counts)
+    return np.lexsort((np.arange(len(labels)), rank / counts[codes]))
+
+
 def get_or_create(store: Store, dataset_id: str, target: str, y: pd.Series, task: str,
                   seed: int = DEFAULT_SEED, fractions: tuple[float, float, float] = DEFAULT_FRACTIONS) -> Split:
     """The persisted split of this dataset and target; made (once, race-safe) on first use.

@@ -9,7 +9,7 @@ import pytest
 from recipe_core import capacity, jobs, runs
 from recipe_core.config import TrainConfig, load_settings
 from recipe_core.errors import BadInput
-from test_jobs import wait_for, wine  # noqa: F401  (the wine fixture)
+from trained import wait_for
 
 
 def test_jobs_beyond_the_slots_wait_queued_and_then_run(settings, store, wine, monkeypatch):

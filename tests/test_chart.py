@@ -250,6 +250,26 @@ def test_group_seeds_draws_the_mean_and_a_band():
     assert info == {"shown": 3000 + 3000, "total": 4 * 3000}
 
 
+def test_a_seed_group_counts_distinct_seeds_not_runs():
+    # 5 runs of one config with 2 seeds (a run started twice by accident): "(5 seeds)" would be false
+    runs = [Run(f"id{i}", f"run-{i}", {"model": "mlp", "seed": seed}, seed) for i, seed in enumerate([0, 0, 1, 1, 1])]
+    hs = {r.id: history(loss_curve(50, seed=i)) for i, r in enumerate(runs)}
+    fig, _ = comparison_figure(ChartSpec("val_loss", group_seeds=True), runs, hs)
+    assert [t.name for t in main_traces(fig)] == ["run-0 (5 runs, 2 seeds)"]
+    fig, _ = comparison_figure(ChartSpec("val_loss", group_seeds=True), runs[:2], hs)
+    assert [t.name for t in main_traces(fig)] == ["run-0 (2 runs, 1 seed)"]
+    fig, _ = comparison_figure(ChartSpec("val_loss", group_seeds=True), runs[1:3], hs)
+    assert [t.name for t in main_traces(fig)] == ["run-1 (2 seeds)"]
+
+
+def test_reference_lines_with_one_value_share_one_label():
+    r = run(0)
+    refs = {"prior": 1.0461, "input-independent": 1.0459, "human (1 annotator, labelled sample)": 0.9}
+    fig, _ = comparison_figure(ChartSpec("val_loss"), [r], {r.id: history(loss_curve(99))}, refs)
+    assert [s.label.text for s in fig.layout.shapes] == ["prior = input-independent = 1.046",
+                                                         "human (1 annotator, labelled sample) = 0.9"]
+
+
 def test_group_seeds_with_std_band_and_downsampling_keeps_a_seeds_spike():
     runs = [run(i) for i in range(3)]
     ys = [loss_curve(30_000, seed=i) for i in range(3)]

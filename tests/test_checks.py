@@ -121,6 +121,9 @@ def test_capacity_ladder_falls():
                               lr=3e-4, widths=[8, 16, 32, 64], steps=200)
     assert verdict["ok"] is True, verdict["message"]
     assert verdict["train_losses"][-1] < verdict["train_losses"][0]
+    # a pass means it learned: the best width ended well under its loss at init (the prior's entropy here)
+    assert verdict["best_fall"] >= checks.CAPACITY_MIN_FALL
+    assert min(verdict["train_losses"]) <= (1 - checks.CAPACITY_MIN_FALL) * verdict["init_losses"][-1]
 
 
 class DropsInput(nn.Module):
@@ -138,6 +141,29 @@ def test_capacity_goes_red_when_a_bigger_model_fits_worse():
     verdict = checks.capacity(make, torch.from_numpy(X), target_tensor(y, "classification"), "classification",
                               lr=3e-4, widths=[8, 16, 32, 64], steps=200)
     assert verdict["ok"] is False and "rises with capacity at width 32" in verdict["message"]
+
+
+def test_capacity_is_inconclusive_when_the_ladder_does_not_move():
+    X, y = blobs(n=256)
+    make = lambda w: models.make_mlp(TrainConfig(), 5, "classification", y, 3, width=w)  # noqa: E731
+    verdict = checks.capacity(make, torch.from_numpy(X), target_tensor(y, "classification"), "classification",
+                              lr=0.0, widths=[8, 16, 32, 64], steps=50)
+    assert verdict["ok"] is None and verdict["message"].startswith("inconclusive"), verdict["message"]
+    assert verdict["best_fall"] < checks.CAPACITY_MIN_FALL
+    # nothing learned: every width ends where it started, at the loss at init
+    assert verdict["train_losses"] == pytest.approx(verdict["init_losses"])
+
+
+def test_capacity_is_inconclusive_on_a_target_of_huge_scale_with_few_steps():
+    # the case: a target around 1.6e7 (variance 3.5e14), and 300 steps of Adam at 3e-4 move the output by
+    # far less than its spread (measured: 3.528e14 at init and after, at every width); the old check said "pass"
+    X, _ = regression()
+    y = 1.6e7 + 2e7 * X[:, 0]
+    make = lambda w: models.make_mlp(TrainConfig(), 5, "regression", y, 0, width=w)  # noqa: E731
+    verdict = checks.capacity(make, torch.from_numpy(X), target_tensor(y, "regression"), "regression",
+                              lr=3e-4, widths=[16, 32, 64, 128])
+    assert verdict["ok"] is None and "a verdict needs 20%" in verdict["message"], verdict["message"]
+    assert verdict["init_losses"][0] == pytest.approx(np.var(y), rel=1e-3)  # the start: the target's variance
 
 
 # -- reproducibility -----------------------------------------------------------------------------------

@@ -263,3 +263,24 @@ def test_tune_and_ensemble_print_their_documented_json(home, capsys):
     assert code == 2 and err.count("\n") == 1 and "start above 0" in err
     code, _, err = run(capsys, "ensemble")
     assert code == 2 and err.startswith("error:")
+
+
+def test_tune_takes_a_long_space_as_json_or_from_a_file_never_a_guess(home, capsys, tmp_path):
+    run_json(capsys, "ingest", WINE, "--name", "wine")
+    # Longer than a file name may be (the page's default space is ~375 characters): once "File name too long"
+    space = '[{"name": "l2", "kind": "log", "low": 0.001, "high": 10}' + " " * 300 + "]"
+    out = run_json(capsys, "tune", "wine", "--target", "cultivar", "--model", "linear", "--trials", "2",
+                   "--workers", "1", "--space", space)
+    assert len(out["trials"]) == 2 and all(0.001 <= t["params"]["l2"] <= 10 for t in out["trials"])
+    spec = tmp_path / "space.json"
+    spec.write_text(space)
+    out = run_json(capsys, "tune", "wine", "--target", "cultivar", "--model", "linear", "--trials", "2",
+                   "--workers", "1", "--space-file", spec)
+    assert len(out["trials"]) == 2
+    for argv, fragment in ((["--space", str(spec)], "--space is not valid JSON"),  # a path is not JSON
+                           (["--space-file", tmp_path / "missing.json"], "no such file"),
+                           (["--space-file", spec, "--space", space], "not both"),
+                           (["--space", '{"name": "l2"}'], "must be a JSON list")):
+        code, _, err = run(capsys, "tune", "wine", "--target", "cultivar", "--model", "linear", "--trials", "2",
+                           *argv)
+        assert code == 2 and err.startswith("error: ") and err.count("\n") == 1 and fragment in err, err

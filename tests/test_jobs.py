@@ -2,30 +2,12 @@
 import os
 import signal
 import time
-from pathlib import Path
 
-import pytest
 
-from recipe_core import datasets, jobs, runs
+from recipe_core import jobs, runs
 from recipe_core import store as store_module
 from recipe_core.config import TrainConfig
-
-WINE = Path(__file__).resolve().parents[1] / "sample_data" / "wine.csv"
-
-
-def wait_for(predicate, timeout=120.0, every=0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError("timed out")
-
-
-@pytest.fixture
-def wine(settings, store):
-    return datasets.ingest_file(settings, store, WINE)
+from trained import wait_for
 
 
 def start(settings, store, wine, **config):

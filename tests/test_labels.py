@@ -227,3 +227,75 @@ def test_an_annotators_confusion_matrix(store, digits):
     labels.add(store, base, "ann", b, "0" if base.truth[b] != "0" else "1")
     cm = np.array(labels.confusion(base, store.label_events(base.dataset_id, base.target), "ann"))
     assert cm.sum() == 2 and np.trace(cm) == 1
+
+
+# -- duplicated and noisy data: distinct inputs, ambiguous inputs apart from suspect labels -----------------------
+def _ingest(settings, store, tmp_path, name, frame):
+    path = tmp_path / f"{name}.csv"
+    frame.to_csv(path, index=False)
+    return datasets.ingest_file(settings, store, path)
+
+
+def _inputs(frame, items, target="y"):
+    features = [c for c in frame.columns if c != target]
+    return [tuple(frame.loc[i, features]) for i in items]
+
+
+def test_a_table_of_90_percent_duplicates_is_sampled_once_per_input(settings, store, tmp_path):
+    # 30 inputs, each in 10 identical rows: 270 of the 300 rows (90%) are exact duplicates of another
+    frame = pd.DataFrame([{"x": k, "c": f"c{k % 4}", "y": "odd" if k % 2 else "even"}
+                          for k in range(30) for _ in range(10)])
+    record = _ingest(settings, store, tmp_path, "dups", frame)
+    base = labels.baseline(settings, store, record, "y")
+    val = splits.load(store.get_split(record.id, "y")).rows("val").tolist()
+    sampled = _inputs(frame, base.items)
+    assert len(sampled) == len(set(sampled))  # no input asked twice
+    assert set(sampled) == set(_inputs(frame, val))  # every input of the validation rows, each once
+    assert set(base.items) <= set(val) and all(base.shared[i] == 10 for i in base.items)
+    assert base.ambiguous == {} and base.n_ambiguous_inputs == 0  # duplicates that agree are not noise
+
+
+def test_identical_inputs_with_different_targets_are_ambiguous_not_suspect(settings, store, tmp_path):
+    clean = [{"x": k, "c": "u", "y": "a" if k % 2 else "b"} for k in range(60)]
+    agreeing = [{"x": 100, "c": "d", "y": "a"}] * 10  # duplicated but consistent: not ambiguous
+    conflicting = [{"x": 200 + k, "c": "n", "y": y} for k in range(3) for y in ["a"] * 20 + ["b"] * 10]
+    frame = pd.DataFrame(clean + agreeing + conflicting)
+    record = _ingest(settings, store, tmp_path, "noisy", frame)
+    base = labels.baseline(settings, store, record, "y")
+    noisy_inputs = {(200 + k, "n") for k in range(3)}
+    assert base.n_ambiguous_inputs == 3 and base.n_ambiguous_rows == 90
+    val = splits.load(store.get_split(record.id, "y")).rows("val").tolist()
+    assert noisy_inputs <= set(_inputs(frame, val))  # each conflicting input has a validation row (seeded split)
+    assert set(_inputs(frame, base.ambiguous)) == noisy_inputs  # exactly those, once each
+    assert all(counts == {"a": 20, "b": 10} and base.shared[i] == 30 for i, counts in base.ambiguous.items())
+
+    clean_item = next(i for i in base.items if i not in base.ambiguous)
+    wrong = {i: ("b" if base.truth[i] == "a" else "a") for i in [clean_item, *base.ambiguous]}
+    for name in ("ann", "bob"):  # both disagree with the row's label, on a clean input and on the noisy ones
+        for item, label in wrong.items():
+            labels.add(store, base, name, item, label)
+    out = labels.summary(base, store.label_events(base.dataset_id, base.target))
+    assert out["suspect_labels"] == [clean_item]
+    assert [a["item"] for a in out["ambiguous_inputs"]] == [i for i in base.items if i in base.ambiguous]
+    assert all(a["rows"] == 30 and a["dataset labels"] == "a ×20, b ×10" for a in out["ambiguous_inputs"])
+
+
+def test_clean_data_has_no_ambiguous_inputs_and_keeps_its_sample(settings, store):
+    record = datasets.ingest_file(settings, store, ROOT / "sample_data" / "wine.csv")
+    base = labels.baseline(settings, store, record, "cultivar")
+    assert base.ambiguous == {} and base.n_ambiguous_inputs == base.n_ambiguous_rows == 0
+    assert set(base.shared.values()) == {1}
+    val = splits.load(store.get_split(record.id, "cultivar")).rows("val")
+    assert base.items == tuple(int(i) for i in np.random.default_rng(labels.SAMPLE_SEED).permutation(val)[:100])
+    assert labels.summary(base, [])["ambiguous_inputs"] == []
+
+
+def test_regression_inputs_with_different_targets_are_ambiguous(settings, store, tmp_path):
+    frame = pd.DataFrame([{"x": float(k), "y": float(k)} for k in range(60)]
+                         + [{"x": -1.0, "y": y} for y in [1.5] * 12 + [2.5] * 8])
+    record = _ingest(settings, store, tmp_path, "reg", frame)
+    base = labels.baseline(settings, store, record, "y", task="regression")
+    assert base.n_ambiguous_inputs == 1 and base.n_ambiguous_rows == 20
+    assert list(base.ambiguous.values()) == [{1.5: 12, 2.5: 8}] and frame.loc[next(iter(base.ambiguous)), "x"] == -1
+    out = labels.summary(base, [])
+    assert out["suspect_labels"] == [] and out["ambiguous_inputs"][0]["dataset labels"] == "1.5 ×12, 2.5 ×8"

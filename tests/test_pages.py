@@ -343,4 +343,4 @@ def test_label_results_after_finishing(app):
     assert set(scores["who"]) >= {"dee", "eve", prior.name}
     human = scores[scores["who"] == "eve"].iloc[0]
     assert human["accuracy"] == pytest.approx((len(base.items) - 1) / len(base.items))
-    assert any(f"row {base.items[0]}" in m.value for m in at.markdown)  # the suspect label, linked to its row
+    assert any(e.proto.label == f"row {base.items[0]}" for e in at.get("page_link"))  # the suspect label, linked

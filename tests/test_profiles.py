@@ -119,7 +119,11 @@ def test_profile_numbers_match_pandas(make, monkeypatch, long_max_rows):
 
     when = prof.column("when")
     assert when.kind == "datetime" and when.min == df["when"].min() and when.max == df["when"].max()
-    assert prof.warnings == []  # a clean frame raises nothing
+    # A clean frame raises nothing but the count of its missing values (x and note have gaps on purpose).
+    (w,) = prof.warnings
+    n_x, n_note = int(df["x"].isna().sum()), int(df["note"].isna().sum())
+    assert w.kind == "missing_values" and w.value == n_x + n_note
+    assert w.message == f"{n_x + n_note} missing values in 2 columns: 'note' {n_note}, 'x' {n_x}"
 
 
 def test_profile_sketches_on_large_data_stay_close(make, monkeypatch):

@@ -6,11 +6,10 @@ import time
 
 import pytest
 
-from recipe_core import runs
-from recipe_core.config import TrainConfig, load_settings
+from recipe_core.config import load_settings
 from recipe_core.errors import BadInput
-from recipe_core.store import Store
-from test_pages import APP, choose_dataset, no_errors, start_app
+from test_pages import choose_dataset, no_errors, start_app
+from trained import trained_inline
 
 
 @pytest.fixture(scope="module")
@@ -32,19 +31,8 @@ def at(home, monkeypatch):
 @pytest.fixture(scope="module")
 def trained(home):
     """Two finished runs of wine -> cultivar, trained inline."""
-    mp = pytest.MonkeyPatch()
-    mp.setenv("RECIPE_HOME", str(home))
-    mp.delenv("RECIPE_STORE_URL", raising=False)
-    from recipe_core import datasets
-
-    settings = load_settings()
-    store = Store(settings.store_url)
-    datasets.ensure_samples(settings, store, APP.parent / "sample_data")
-    wine = store.get_dataset("wine")
-    out = [runs.execute(settings, store, runs.create(store, wine, "cultivar", TrainConfig(model=m, checks=False),
-                                                     author="ann").id) for m in ("linear", "gbm")]
-    yield settings, store, out
-    mp.undo()
+    with trained_inline(home, "wine", "cultivar", ("linear", "gbm"), author="ann") as (settings, store, out):
+        yield settings, store, out
 
 
 def wait_for(at, done, timeout=180):

@@ -1,0 +1,15 @@
+"""The whole-recipe walk of test_browser_walk.py on the second public dataset: carshare as an Excel workbook
+(regression), with injected duplicate rows and missing values. A file of its own so that it runs beside the iris
+walk on the other test worker."""
+from pathlib import Path
+
+import pytest
+
+from test_browser_walk import browser, server, walk_the_whole_recipe  # noqa: F401  (fixtures)
+from walk_data import CHROMIUM
+
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
+
+
+def test_walk_the_whole_recipe_on_carshare_xlsx(server, browser, tmp_path):  # noqa: F811
+    walk_the_whole_recipe(server, browser, tmp_path, "carshare-xlsx")
