@@ -16,6 +16,8 @@ from test_browser import CHROMIUM, page, server  # noqa: F401 (fixtures: this mo
 from test_hostile_text import image, plant
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
+# Playwright's assertions wait 5 s by default; on 2 cores shared with the other test worker a page can take longer
+expect.set_options(timeout=30_000)
 INVISIBLE = "\u2060"  # the word joiner that keeps a shown URL from being turned into a link
 
 
