@@ -15,7 +15,7 @@ from recipe_core.store import Store
 CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
-# Playwright's assertions wait 5 s by default; on 2 cores shared with the other test worker a page can take longer
+# Playwright's assertions wait 5 s by default; on 2 busy cores (a job, a server, a browser) a page can take longer
 expect.set_options(timeout=30_000)
 
 

@@ -16,7 +16,7 @@ from test_browser import CHROMIUM, page, server  # noqa: F401 (fixtures: this mo
 from test_hostile_text import image, plant
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
-# Playwright's assertions wait 5 s by default; on 2 cores shared with the other test worker a page can take longer
+# Playwright's assertions wait 5 s by default; on 2 busy cores (a job, a server, a browser) a page can take longer
 expect.set_options(timeout=30_000)
 INVISIBLE = "\u2060"  # the word joiner that keeps a shown URL from being turned into a link
 

@@ -396,8 +396,7 @@ def test_walk_the_whole_recipe_on_iris_csv(server, browser, tmp_path):
 
 
 def walk_the_whole_recipe(server, browser, tmp_path, name: str) -> None:
-    """The walk on one of walk_data.DATASETS; the other dataset's walk is its own file
-    (test_browser_walk_excel.py), so that the two run on the two test workers at once."""
+    """The walk on one of walk_data.DATASETS; the other dataset's walk is in test_browser_walk_excel.py."""
     url, home = server
     data, make = DATASETS[name]
     walk = Walk(browser, url, home, data, tmp_path)

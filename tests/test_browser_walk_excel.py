@@ -1,6 +1,5 @@
 """The whole-recipe walk of test_browser_walk.py on the second public dataset: carshare as an Excel workbook
-(regression), with injected duplicate rows and missing values. A file of its own so that it runs beside the iris
-walk on the other test worker."""
+(regression), with injected duplicate rows and missing values. A file of its own, so each walk can be run alone."""
 from pathlib import Path
 
 import pytest
