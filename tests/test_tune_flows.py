@@ -8,6 +8,7 @@ import pytest
 from recipe_core import jobs, learning_curve, runs, tuning
 from recipe_core.config import TrainConfig
 from test_pages import choose_dataset, no_errors, start_app
+from test_tune_page import open_tune
 from trained import trained_inline
 
 VERDICTS = ("Still improving", "Flattening", "Flat or worse", "Train at least two")
@@ -27,13 +28,7 @@ def trained(home):
 
 @pytest.fixture
 def at(home, monkeypatch, trained):
-    app = start_app(home, monkeypatch)
-    app.switch_page("pages/tune.py").run()
-    choose_dataset(app, "wine")
-    app.sidebar.selectbox(key="w_target").select("cultivar").run()
-    app.sidebar.text_input(key="w_author").input("ann").run()
-    no_errors(app)
-    return app
+    return open_tune(home, monkeypatch)
 
 
 def poll(at, done, timeout=120):

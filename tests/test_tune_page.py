@@ -17,8 +17,8 @@ def home(tmp_path_factory):
     return tmp_path_factory.mktemp("tune_home")
 
 
-@pytest.fixture
-def at(home, monkeypatch):
+def open_tune(home, monkeypatch):
+    """The Tune page through the entrypoint, on wine -> cultivar, as ann."""
     app = start_app(home, monkeypatch)
     app.switch_page("pages/tune.py").run()
     choose_dataset(app, "wine")
@@ -26,6 +26,11 @@ def at(home, monkeypatch):
     app.sidebar.text_input(key="w_author").input("ann").run()
     no_errors(app)
     return app
+
+
+@pytest.fixture
+def at(home, monkeypatch):
+    return open_tune(home, monkeypatch)
 
 
 @pytest.fixture(scope="module")
