@@ -11,11 +11,14 @@ from pathlib import Path
 
 import streamlit as st
 
-from recipe_core import comparison, datasets, labels, profiles, queries, runs
+from recipe_core.compare import comparison
 from recipe_core.config import Settings, load_settings
+from recipe_core.data import datasets, profiles, queries
 from recipe_core.errors import RecipeError
+from recipe_core.labelling import labels
 from recipe_core.safetext import check_text, markdown_literal, storable
-from recipe_core.store import DatasetRecord, Store
+from recipe_core.tracking.store import DatasetRecord, Store
+from recipe_core.training import runs
 
 SAMPLE_DIR = Path(__file__).resolve().parent / "sample_data"
 

@@ -28,12 +28,11 @@ sys.path.insert(0, str(ROOT))
 
 import duckdb  # noqa: E402
 
-from recipe_core import datasets, profiles, queries  # noqa: E402
 from recipe_core.config import Settings  # noqa: E402
-from recipe_core.queries import DatasetDB, Filter, RowQuery  # noqa: E402
-from recipe_core.snapshot import snapshot_path  # noqa: E402
-from recipe_core.store import Store  # noqa: E402
-
+from recipe_core.data import datasets, profiles, queries  # noqa: E402
+from recipe_core.data.queries import DatasetDB, Filter, RowQuery  # noqa: E402
+from recipe_core.data.snapshot import snapshot_path  # noqa: E402
+from recipe_core.tracking.store import Store  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
 WORDS = ["red", "green", "blue", "black", "white", "apple", "pear", "plum", "kiwi", "lemon", "river", "stone",

@@ -33,8 +33,8 @@ import numpy as np  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 
 import recipe_core as rc  # noqa: E402
-from recipe_core.chart import ChartSpec, comparison_figure  # noqa: E402
-from recipe_core.store import Store  # noqa: E402
+from recipe_core.compare.chart import ChartSpec, comparison_figure  # noqa: E402
+from recipe_core.tracking.store import Store  # noqa: E402
 
 
 def curve(seed: int, steps: int) -> tuple[np.ndarray, int]:

@@ -22,9 +22,10 @@ sys.path.insert(0, str(ROOT))
 
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from recipe_core import datasets, jobs, runs  # noqa: E402
 from recipe_core.config import TrainConfig, load_settings  # noqa: E402
-from recipe_core.store import Store  # noqa: E402
+from recipe_core.data import datasets  # noqa: E402
+from recipe_core.tracking.store import Store  # noqa: E402
+from recipe_core.training import jobs, runs  # noqa: E402
 
 
 def log(*args) -> None:

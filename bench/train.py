@@ -33,11 +33,11 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
-from recipe_core import runs  # noqa: E402
 from recipe_core.config import TrainConfig, load_settings  # noqa: E402
-from recipe_core.models import make_mlp  # noqa: E402
-from recipe_core.store import RunRecord, Store, new_id  # noqa: E402
-from recipe_core.train import loss_fn, mean_loss, train_mlp  # noqa: E402
+from recipe_core.tracking.store import RunRecord, Store, new_id  # noqa: E402
+from recipe_core.training import runs  # noqa: E402
+from recipe_core.training.models import make_mlp  # noqa: E402
+from recipe_core.training.train import loss_fn, mean_loss, train_mlp  # noqa: E402
 
 TASK, N_CLASSES = "classification", 3
 

@@ -9,11 +9,11 @@ from dataclasses import replace
 import streamlit as st
 
 import ui
-from recipe_core import comparison
-from recipe_core.chart import ChartSpec
+from recipe_core.compare import comparison
+from recipe_core.compare.chart import ChartSpec
 from recipe_core.errors import RecipeError
 from recipe_core.safetext import markdown_literal
-from recipe_core.store import Comment, new_id
+from recipe_core.tracking.store import Comment, new_id
 
 sel = ui.sidebar()
 st.title("Compare")
@@ -259,7 +259,7 @@ st.caption("A zip of TensorBoard event directories or PyTorch Lightning CSVLogge
            "(`<name>/<version>/metrics.csv` and `hparams.yaml`). Each directory becomes a run named after its path.")
 upload = st.file_uploader("Logs (.zip)", type=["zip"], key="cmp_upload")
 if upload is not None and st.button("Import", key="cmp_import"):
-    from recipe_core import importers  # only when importing: it loads TensorBoard's reader
+    from recipe_core.tracking import importers  # only when importing: it loads TensorBoard's reader
 
     try:
         imported = importers.import_zip(store, upload.getvalue(), author=sel.author or None,

@@ -9,10 +9,11 @@ import hashlib
 import streamlit as st
 
 import ui
-from recipe_core import datasets, figures, profiles, queries
+from recipe_core import figures
+from recipe_core.data import datasets, profiles, queries
 from recipe_core.errors import RecipeError
 from recipe_core.safetext import markdown_literal
-from recipe_core.store import KINDS
+from recipe_core.tracking.store import KINDS
 
 sel = ui.sidebar()
 st.title("Data")

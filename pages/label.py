@@ -11,9 +11,12 @@ import pandas as pd
 import streamlit as st
 
 import ui
-from recipe_core import figures, labels, queries, runs
+from recipe_core import figures
+from recipe_core.data import queries
 from recipe_core.errors import RecipeError
+from recipe_core.labelling import labels
 from recipe_core.safetext import markdown_literal
+from recipe_core.training import runs
 
 sel = ui.sidebar()
 st.title("Label")

@@ -10,10 +10,13 @@ import pandas as pd
 import streamlit as st
 
 import ui
-from recipe_core import capacity, figures, jobs, labels, reports, runs
+from recipe_core import figures
+from recipe_core.compare import reports
 from recipe_core.config import MODELS, TrainConfig
 from recipe_core.errors import NotFound, RecipeError
+from recipe_core.labelling import labels
 from recipe_core.safetext import markdown_literal
+from recipe_core.training import capacity, jobs, runs
 
 sel = ui.sidebar()
 st.title("Train")

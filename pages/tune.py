@@ -13,11 +13,14 @@ import pandas as pd
 import streamlit as st
 
 import ui
-from recipe_core import comparison, ensembles, executors, figures, jobs, learning_curve, reports, runs, tuning
+from recipe_core import figures
+from recipe_core.compare import comparison, reports
 from recipe_core.config import MODELS
 from recipe_core.errors import RecipeError
 from recipe_core.safetext import markdown_literal
-from recipe_core.store import new_id
+from recipe_core.search import ensembles, executors, learning_curve, tuning
+from recipe_core.tracking.store import new_id
+from recipe_core.training import jobs, runs
 
 sel = ui.sidebar()
 st.title("Tune")

@@ -7,7 +7,7 @@ For training scripts: `import recipe_core as rc; with rc.start_run(name=..., con
 def __getattr__(name):
     # Lazy, so `import recipe_core.x` does not open the store machinery for modules that never log.
     if name in ("start_run", "Run"):
-        from recipe_core import tracking
+        from recipe_core.tracking import api
 
-        return getattr(tracking, name)
+        return getattr(api, name)
     raise AttributeError(f"module 'recipe_core' has no attribute {name!r}")

@@ -10,12 +10,14 @@ import json
 import sys
 from pathlib import Path
 
-from recipe_core import datasets, jobs, labels, profiles, queries, runs
 from recipe_core.config import MODELS, TrainConfig, load_settings
+from recipe_core.data import datasets, profiles, queries
 from recipe_core.errors import RecipeError
 from recipe_core.jsonsafe import plain
-from recipe_core.store import KINDS, DatasetRecord, RunRecord, Store
-from recipe_core.tracking import login_name
+from recipe_core.labelling import labels
+from recipe_core.tracking.api import login_name
+from recipe_core.tracking.store import KINDS, DatasetRecord, RunRecord, Store
+from recipe_core.training import jobs, runs
 
 
 def dataset_json(r: DatasetRecord) -> dict:
@@ -146,7 +148,7 @@ def cmd_labels_export(args, settings, store) -> dict:
 
 
 def cmd_import(args, settings, store) -> dict:
-    from recipe_core import importers
+    from recipe_core.tracking import importers
 
     path = Path(args.path)
     if not path.exists():
@@ -165,8 +167,8 @@ def cmd_history(args, settings, store) -> dict:
 
 
 def cmd_plot(args, settings, store) -> dict:
-    from recipe_core import comparison
-    from recipe_core.chart import ChartSpec
+    from recipe_core.compare import comparison
+    from recipe_core.compare.chart import ChartSpec
 
     out = Path(args.out)
     fmt = out.suffix.lower().lstrip(".")
@@ -181,7 +183,7 @@ def cmd_plot(args, settings, store) -> dict:
 
 
 def cmd_tune(args, settings, store) -> dict:
-    from recipe_core import tuning
+    from recipe_core.search import tuning
 
     record = store.get_dataset(args.dataset)
     space = tuning.DEFAULT_SPACES.get(args.model, ())
@@ -219,7 +221,7 @@ def _space_rows(text: str | None, file: str | None) -> list:
 
 
 def cmd_learning_curve(args, settings, store) -> dict:
-    from recipe_core import learning_curve
+    from recipe_core.search import learning_curve
 
     parent = store.get_run(args.run_id)
     fractions = [float(f) for f in args.fractions.split(",")] if args.fractions else learning_curve.FRACTIONS
@@ -232,7 +234,7 @@ def cmd_learning_curve(args, settings, store) -> dict:
 
 
 def cmd_ensemble(args, settings, store) -> dict:
-    from recipe_core import ensembles
+    from recipe_core.search import ensembles
 
     ids = list(args.run_ids)
     if args.top:

@@ -8,11 +8,11 @@ import resource
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest  # noqa: E402
-
-from recipe_core import datasets
-from recipe_core.config import load_settings
-from recipe_core.store import Store
 from trained import WINE
+
+from recipe_core.config import load_settings
+from recipe_core.data import datasets
+from recipe_core.tracking.store import Store
 
 
 @pytest.fixture(autouse=True)

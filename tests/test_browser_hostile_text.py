@@ -9,11 +9,11 @@ from urllib.parse import urlencode
 
 import pytest
 from playwright.sync_api import expect
-
-from recipe_core.config import load_settings
-from recipe_core.store import Store
 from test_browser import CHROMIUM, page, server  # noqa: F401 (fixtures: this module's own server and browser)
 from test_hostile_text import image, plant
+
+from recipe_core.config import load_settings
+from recipe_core.tracking.store import Store
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
 # Playwright's assertions wait 5 s by default; on 2 busy cores (a job, a server, a browser) a page can take longer

@@ -11,12 +11,21 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import sync_playwright
+from walk_data import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    click_link_cell,
+    main_text,
+    on_screen_problem,
+    streamlit_server,
+    visible,
+    wait_until,
+    wait_visible,
+)
 
-from recipe_core import labels
 from recipe_core.config import load_settings
-from recipe_core.store import Store
-from walk_data import (CHROMIUM, CHROMIUM_ARGS, click_link_cell, main_text, on_screen_problem, streamlit_server,
-                       visible, wait_until, wait_visible)
+from recipe_core.labelling import labels
+from recipe_core.tracking.store import Store
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
 RUN_S = 180

@@ -5,11 +5,11 @@ import time
 from dataclasses import replace
 
 import pytest
+from trained import wait_for
 
-from recipe_core import capacity, jobs, runs
 from recipe_core.config import TrainConfig, load_settings
 from recipe_core.errors import BadInput
-from trained import wait_for
+from recipe_core.training import capacity, jobs, runs
 
 
 def test_jobs_beyond_the_slots_wait_queued_and_then_run(settings, store, wine, monkeypatch):

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from recipe_core import curves
-from recipe_core.chart import RAW_OPACITY, ChartSpec, comparison_figure
+from recipe_core.compare import curves
+from recipe_core.compare.chart import RAW_OPACITY, ChartSpec, comparison_figure
 from recipe_core.errors import BadInput
 
 EVIL = '<script>alert("x")</script><b>bold</b> & %{x}'

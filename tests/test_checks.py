@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from recipe_core import checks, models
 from recipe_core.config import TrainConfig
-from recipe_core.train import mean_loss, target_tensor
+from recipe_core.training import checks, models
+from recipe_core.training.train import mean_loss, target_tensor
 
 
 def blobs(n=300, n_classes=3, d=5, seed=0, weights=(0.6, 0.3, 0.1)):

@@ -7,10 +7,10 @@ import pandas as pd
 import pytest
 
 import recipe_core as rc
-from recipe_core import comparison
-from recipe_core.chart import ChartSpec
+from recipe_core.compare import comparison
+from recipe_core.compare.chart import ChartSpec
 from recipe_core.errors import BadInput
-from recipe_core.store import RunRecord
+from recipe_core.tracking.store import RunRecord
 
 pytestmark = pytest.mark.usefixtures("settings")
 
@@ -124,7 +124,7 @@ def test_figure_exports_html_and_json(settings, store):
 def test_reference_lines_apply_to_runs_of_one_target(settings, store):
     from test_runs import SAMPLES, train
 
-    from recipe_core import datasets
+    from recipe_core.data import datasets
 
     wine = datasets.ingest_file(settings, store, SAMPLES / "wine.csv")
     prior = train(settings, store, wine, "cultivar", model="prior")

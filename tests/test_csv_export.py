@@ -6,8 +6,10 @@ import pandas as pd
 import pyarrow as pa
 
 import recipe_core as rc
-from recipe_core import comparison, csv_export, labels
-from recipe_core.store import LabelEvent
+from recipe_core import csv_export
+from recipe_core.compare import comparison
+from recipe_core.labelling import labels
+from recipe_core.tracking.store import LabelEvent
 
 LIVE = ["=HYPERLINK(\"http://x\")", "+1+2", "-3+cmd", "@SUM(1+1)", "\ttab", "\rcr"]
 

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from tsdownsample import MinMaxLTTBDownsampler
 
-from recipe_core import curves
+from recipe_core.compare import curves
 from recipe_core.errors import BadInput
 
 

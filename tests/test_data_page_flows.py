@@ -3,14 +3,13 @@ import json
 
 import pytest
 from streamlit.testing.v1 import AppTest
+from test_pages import APP, no_errors, open_data, start_app
 
 import ui
-
-from recipe_core import datasets
 from recipe_core.config import load_settings
+from recipe_core.data import datasets
 from recipe_core.safetext import markdown_literal
-from recipe_core.store import Store
-from test_pages import APP, no_errors, open_data, start_app
+from recipe_core.tracking.store import Store
 
 N_ROWS = 400  # 8 pages of 50
 # n is the row's position; `key` sorts the rows in another order (descending n), so a re-sort moves every row.

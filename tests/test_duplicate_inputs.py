@@ -7,9 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recipe_core import datasets, features, runs, splits
 from recipe_core.config import TrainConfig, load_settings
-from recipe_core.store import Store
+from recipe_core.data import datasets
+from recipe_core.tracking.store import Store
+from recipe_core.training import features, runs, splits
 
 
 def test_stratified_order_takes_every_class_then_in_proportion():

@@ -4,8 +4,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from recipe_core import datasets, ensembles, evaluation, runs
 from recipe_core.config import TrainConfig
+from recipe_core.data import datasets
+from recipe_core.search import ensembles
+from recipe_core.training import evaluation, runs
 
 SAMPLES = Path(__file__).resolve().parents[1] / "sample_data"
 

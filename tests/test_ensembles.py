@@ -7,10 +7,13 @@ import pandas as pd
 import pytest
 from sklearn.metrics import log_loss, mean_squared_error
 
-from recipe_core import datasets, ensembles, runs, splits, tracking
 from recipe_core.config import TrainConfig, load_settings
+from recipe_core.data import datasets
 from recipe_core.errors import BadInput
-from recipe_core.store import Store
+from recipe_core.search import ensembles
+from recipe_core.tracking import api as tracking
+from recipe_core.tracking.store import Store
+from recipe_core.training import runs, splits
 
 SAMPLES = Path(__file__).resolve().parents[1] / "sample_data"
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from recipe_core import evaluation
+from recipe_core.training import evaluation
 
 
 def classification_case(n=400, n_classes=3, seed=0):

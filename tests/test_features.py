@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recipe_core.features import OTHER, FeatureEncoder, batch_stats
+from recipe_core.training.features import OTHER, FeatureEncoder, batch_stats
 
 FRAME = pd.DataFrame({
     "x": [1.0, 2.0, 3.0, np.nan, 100.0],

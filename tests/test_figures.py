@@ -7,10 +7,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from recipe_core import figures as F
-from recipe_core import profiles as P
-from recipe_core.queries import DatasetDB
-from recipe_core.snapshot import ROW_ID
-from recipe_core.store import Column, DatasetRecord
+from recipe_core.data import profiles as P
+from recipe_core.data.queries import DatasetDB
+from recipe_core.data.snapshot import ROW_ID
+from recipe_core.tracking.store import Column, DatasetRecord
 
 EVIL = '<script>alert("x")</script><b>bold</b><a href="javascript:alert(1)">x</a> & %{x}'
 

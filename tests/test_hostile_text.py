@@ -6,13 +6,14 @@ import zipfile
 
 import pytest
 from streamlit.testing.v1 import AppTest
+from test_pages import APP, no_errors
 
 import recipe_core as rc
-from recipe_core import datasets, runs
 from recipe_core.config import TrainConfig, load_settings
+from recipe_core.data import datasets
 from recipe_core.safetext import markdown_literal
-from recipe_core.store import Comment, Store, new_id
-from test_pages import APP, no_errors
+from recipe_core.tracking.store import Comment, Store, new_id
+from recipe_core.training import runs
 
 BODIES = ("title", "header", "subheader", "markdown", "caption", "error", "warning", "info", "success", "toast")
 HOST = "http://127.0.0.1:9"  # nothing listens there; the browser test plants the same values with a listener

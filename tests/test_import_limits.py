@@ -18,7 +18,7 @@ from tensorboard.compat.proto import event_pb2, summary_pb2, tensor_pb2
 from tensorboard.summary.writer.record_writer import RecordWriter
 
 from recipe_core.errors import BadInput
-from recipe_core.importers import MAX_SERIES, _masked_crc32c, import_path, import_zip
+from recipe_core.tracking.importers import MAX_SERIES, _masked_crc32c, import_path, import_zip
 
 REPO = Path(__file__).resolve().parents[1]
 MB = 1 << 20
@@ -30,8 +30,8 @@ import json, resource, sys, time
 resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
 from recipe_core.config import load_settings
 from recipe_core.errors import BadInput
-from recipe_core.importers import import_path, import_zip
-from recipe_core.store import Store
+from recipe_core.tracking.importers import import_path, import_zip
+from recipe_core.tracking.store import Store
 
 store = Store(load_settings().store_url)
 path = sys.argv[1]

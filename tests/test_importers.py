@@ -20,7 +20,7 @@ from tensorboard.util import tensor_util
 from torch.utils.tensorboard import SummaryWriter
 
 from recipe_core.errors import BadInput
-from recipe_core.importers import import_path, import_zip
+from recipe_core.tracking.importers import import_path, import_zip
 
 METRICS_CSV = (  # as CSVLogger writes it: training rows every 10 steps, a validation row per epoch, gaps empty
     "epoch,step,train_loss,val_acc,val_loss\n"

@@ -20,9 +20,9 @@ CHILD = """
 import json, sys, time
 from pathlib import Path
 from recipe_core.config import load_settings
-from recipe_core.datasets import ingest_bytes
+from recipe_core.data.datasets import ingest_bytes
 from recipe_core.errors import BadInput
-from recipe_core.store import Store
+from recipe_core.tracking.store import Store
 
 settings = load_settings()
 store = Store(settings.store_url)

@@ -3,10 +3,11 @@ record, a failed start reads failed with its own error line, a running one reads
 stopped; a training job that dies says why in its reason."""
 from pathlib import Path
 
-
-from recipe_core import jobs, learning_curve, runs
-from recipe_core.config import TrainConfig
 from trained import wait_for
+
+from recipe_core.config import TrainConfig
+from recipe_core.search import learning_curve
+from recipe_core.training import jobs, runs
 
 
 def ended(settings, command):
@@ -65,7 +66,7 @@ def test_a_training_job_that_dies_on_bad_input_says_why(settings, store, wine, m
 def test_cancelling_a_search_stops_it_and_cancels_its_waiting_trials(settings, store, wine):
     import optuna
 
-    from recipe_core import tuning
+    from recipe_core.search import tuning
 
     optuna.create_study(study_name="s1", storage=tuning.optuna_storage(settings.store_url))
     trial = runs.create(store, wine, "cultivar", TrainConfig(model="linear"))

@@ -3,11 +3,11 @@ import os
 import signal
 import time
 
-
-from recipe_core import jobs, runs
-from recipe_core import store as store_module
-from recipe_core.config import TrainConfig
 from trained import wait_for
+
+from recipe_core.config import TrainConfig
+from recipe_core.tracking import store as store_module
+from recipe_core.training import jobs, runs
 
 
 def start(settings, store, wine, **config):

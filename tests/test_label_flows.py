@@ -5,11 +5,12 @@ from urllib.parse import parse_qs
 
 import pandas as pd
 import pytest
-
-from recipe_core import datasets, labels
-from recipe_core.config import load_settings
-from recipe_core.store import Store
 from test_pages import choose_dataset, no_errors, start_app
+
+from recipe_core.config import load_settings
+from recipe_core.data import datasets
+from recipe_core.labelling import labels
+from recipe_core.tracking.store import Store
 
 # 40 inputs in 3 identical rows each (they agree on y), and 3 inputs in 30 rows each that do not (20 a, 10 b)
 CLEAN = [{"x": k, "c": "u", "y": "a" if k % 2 else "b"} for k in range(40) for _ in range(3)]

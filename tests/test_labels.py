@@ -14,9 +14,11 @@ import pandas as pd
 import pytest
 from sklearn.metrics import accuracy_score, cohen_kappa_score
 
-from recipe_core import datasets, evaluation, labels, splits
+from recipe_core.data import datasets
 from recipe_core.errors import BadInput, NotFound
-from recipe_core.store import Store
+from recipe_core.labelling import labels
+from recipe_core.tracking.store import Store
+from recipe_core.training import evaluation, splits
 
 ROOT = Path(__file__).resolve().parents[1]
 DIGITS = ROOT / "sample_data" / "digits.csv"
@@ -203,8 +205,8 @@ def test_a_killed_labelling_process_loses_no_acknowledged_label(settings, store,
 
 
 def test_the_human_score_is_a_reference_line_for_its_metric(store, digits):
-    from recipe_core import reports
-    from recipe_core.store import RunRecord
+    from recipe_core.compare import reports
+    from recipe_core.tracking.store import RunRecord
 
     _, base = digits
     for name, wrong in (("ann", 0), ("bob", 10)):

@@ -9,9 +9,10 @@ import pytest
 import torch
 from torch import nn
 
-from recipe_core import checks, datasets, features, models, runs
 from recipe_core.config import TrainConfig
-from recipe_core.train import target_tensor
+from recipe_core.data import datasets
+from recipe_core.training import checks, features, models, runs
+from recipe_core.training.train import target_tensor
 
 
 def noisy_batch(task):

@@ -7,7 +7,7 @@ from streamlit.testing.v1 import AppTest
 
 from recipe_core.config import load_settings
 from recipe_core.safetext import markdown_literal
-from recipe_core.store import Store
+from recipe_core.tracking.store import Store
 
 APP = Path(__file__).resolve().parents[1] / "app.py"
 PAGES = ["pages/data.py", "pages/label.py", "pages/train.py", "pages/compare.py", "pages/tune.py"]
@@ -324,8 +324,9 @@ def test_label_page_keyboard_flow_and_resume(app):
 
 
 def test_label_results_after_finishing(app):
-    from recipe_core import labels, runs
     from recipe_core.config import TrainConfig
+    from recipe_core.labelling import labels
+    from recipe_core.training import runs
 
     settings = load_settings()
     store = Store(settings.store_url)

@@ -4,9 +4,9 @@ Each fires on a hand-built broken case with hand-computed counts, and stays quie
 """
 import numpy as np
 import pytest
-
-from recipe_core import profiles as P
 from test_profiles import kinds_of, make, warned  # noqa: F401  (make is a fixture)
+
+from recipe_core.data import profiles as P
 
 CARS = ["Mazda RX4", "Mazda RX4 Wag", "Datsun 710", "Hornet 4 Drive", "Hornet Sportabout", "Valiant", "Duster 360",
         "Merc 240D", "Merc 230", "Merc 280", "Merc 280C", "Merc 450SE", "Merc 450SL", "Merc 450SLC",

@@ -11,12 +11,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from recipe_core import profiles as P
+from recipe_core.data import profiles as P
+from recipe_core.data.queries import DatasetDB
+from recipe_core.data.snapshot import ROW_ID
 from recipe_core.errors import BadInput, NotFound
-from recipe_core.queries import DatasetDB
-from recipe_core.snapshot import ROW_ID
-from recipe_core.store import Column, DatasetRecord
-
+from recipe_core.tracking.store import Column, DatasetRecord
 
 # -- snapshots made directly: Parquet with __row_id first, and its catalog record ---------------------------
 

@@ -16,12 +16,12 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from recipe_core import queries
 from recipe_core.config import Settings
+from recipe_core.data import queries
+from recipe_core.data.queries import Filter, RowQuery
+from recipe_core.data.snapshot import ROW_ID
 from recipe_core.errors import NotFound, QueryFailed, QueryRejected
-from recipe_core.queries import Filter, RowQuery
-from recipe_core.snapshot import ROW_ID
-from recipe_core.store import Column, DatasetRecord
+from recipe_core.tracking.store import Column, DatasetRecord
 
 LONG = "x" * 1200 + "END"
 

@@ -17,11 +17,11 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-
-from recipe_core import query_process, queries
-from recipe_core.errors import QueryFailed
-from recipe_core.queries import RowQuery
 from test_queries import make_db
+
+from recipe_core.data import queries, query_process
+from recipe_core.data.queries import RowQuery
+from recipe_core.errors import QueryFailed
 
 ROOT = Path(__file__).resolve().parents[1]
 WINE = "SELECT range AS __row_id, 12.0 + (range % 30) / 10.0 AS alcohol, 'c' || (range % 3)::VARCHAR AS cultivar " \

@@ -2,12 +2,12 @@
 import numpy as np
 import pytest
 import torch
+from test_runs import SAMPLES, train
 
-from recipe_core import runs
 from recipe_core.config import TrainConfig
 from recipe_core.errors import BadInput
-from recipe_core.train import EarlyStopping
-from test_runs import SAMPLES, train
+from recipe_core.training import runs
+from recipe_core.training.train import EarlyStopping
 
 
 def test_early_stopping_picks_the_best_epoch_of_an_overfitting_curve():
@@ -30,7 +30,7 @@ def test_early_stopping_picks_the_best_epoch_of_an_overfitting_curve():
 
 @pytest.fixture
 def noise(settings, store):
-    from recipe_core import datasets
+    from recipe_core.data import datasets
 
     return datasets.ingest_file(settings, store, SAMPLES / "noise.csv")
 

@@ -10,9 +10,10 @@ import pytest
 from sklearn.dummy import DummyClassifier
 from sklearn.metrics import log_loss
 
-from recipe_core import datasets, runs, splits
 from recipe_core.config import TrainConfig
+from recipe_core.data import datasets
 from recipe_core.errors import BadInput
+from recipe_core.training import runs, splits
 
 SAMPLES = Path(__file__).resolve().parents[1] / "sample_data"
 

@@ -3,8 +3,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recipe_core import splits
 from recipe_core.errors import BadInput
+from recipe_core.training import splits
 
 
 def labels(n_a=700, n_b=300, n_missing=0):

@@ -8,7 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from recipe_core.errors import BadInput, NotFound
-from recipe_core.store import Column, DatasetRecord, RunRecord, Store
+from recipe_core.tracking.store import Column, DatasetRecord, RunRecord, Store
 
 PG_URL = os.environ.get("RECIPE_TEST_PG_URL")
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.skipif(not PG_URL, reason="no PostgreSQL"))]
@@ -24,7 +24,7 @@ def store_url(request, tmp_path):
     with admin.connect() as conn:
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     yield PG_URL.rsplit("/", 1)[0] + "/" + name
-    from recipe_core import store as store_module
+    from recipe_core.tracking import store as store_module
 
     for url in [u for u in store_module._engines if u.endswith("/" + name)]:
         store_module._engines.pop(url).dispose()
@@ -125,7 +125,7 @@ def test_processes_opening_a_fresh_store_at_once(store_url):
 
 # -- splits, runs, metrics, artifacts ---------------------------------------------------------------------
 def a_run(**kw):
-    from recipe_core.store import RunRecord, new_id
+    from recipe_core.tracking.store import RunRecord, new_id
 
     return RunRecord(id=kw.pop("id", new_id()), name="mlp-1", model="mlp", config={"lr": 3e-4, "exclude": None},
                      dataset_id="d1", target="y", **kw)
@@ -168,7 +168,7 @@ def test_artifacts_are_replaced_not_duplicated(store_url):
 
 
 def test_the_split_of_a_target_is_stored_once(store_url):
-    from recipe_core.store import SplitRecord
+    from recipe_core.tracking.store import SplitRecord
 
     s = Store(store_url)
     first = s.add_split(SplitRecord("s1", "d1", "y", 0, (0.7, 0.15, 0.15), True, {"train": 7}, b"\x00\x01"))
@@ -197,7 +197,7 @@ def test_two_processes_logging_at_once_lose_nothing(store_url):
 
 
 def test_label_events_are_idempotent_and_ordered(store_url):
-    from recipe_core.store import LabelEvent
+    from recipe_core.tracking.store import LabelEvent
 
     s = Store(store_url)
     assert s.add_label(LabelEvent("e1", "d1", "y", 5, "ann", "cat", at=2.0))
@@ -232,7 +232,7 @@ def test_histories_and_summaries_from_chunks(store_url):
 
 
 def test_comments_are_kept_in_order_once(store_url):
-    from recipe_core.store import Comment
+    from recipe_core.tracking.store import Comment
 
     s = Store(store_url)
     s.add_comment(Comment("c2", "r1", "bob", "second", at=2.0))
@@ -269,7 +269,7 @@ def test_an_older_store_gets_new_columns_and_its_points_moved(tmp_path):
 
 
 def test_compaction_merges_small_chunks_in_order_and_leaves_full_ones_alone(store_url, monkeypatch):
-    from recipe_core import store as store_module
+    from recipe_core.tracking import store as store_module
 
     monkeypatch.setattr(store_module, "CHUNK_POINTS", 1000)
     s = Store(store_url)

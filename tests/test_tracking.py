@@ -6,11 +6,11 @@ import time
 
 import numpy as np
 import pytest
+from test_store import BACKENDS, store_url  # noqa: F401  (the SQLite/PostgreSQL fixture)
 
 import recipe_core as rc
 from recipe_core.errors import BadInput
-from recipe_core.store import Store
-from test_store import BACKENDS, store_url  # noqa: F401  (the SQLite/PostgreSQL fixture)
+from recipe_core.tracking.store import Store
 
 pytestmark = pytest.mark.usefixtures("settings")
 

@@ -4,12 +4,13 @@ ended, then its verdict, and can be stopped."""
 import time
 
 import pytest
-
-from recipe_core import jobs, learning_curve, runs, tuning
-from recipe_core.config import TrainConfig
 from test_pages import choose_dataset, no_errors, start_app
 from test_tune_page import open_tune
 from trained import trained_inline
+
+from recipe_core.config import TrainConfig
+from recipe_core.search import learning_curve, tuning
+from recipe_core.training import jobs, runs
 
 VERDICTS = ("Still improving", "Flattening", "Flat or worse", "Train at least two")
 

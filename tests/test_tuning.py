@@ -9,11 +9,12 @@ from pathlib import Path
 
 import optuna
 import pytest
+from test_runs import SAMPLES
 
-from recipe_core import executors, learning_curve, runs, tuning
 from recipe_core.config import TrainConfig
 from recipe_core.errors import BadInput
-from test_runs import SAMPLES
+from recipe_core.search import executors, learning_curve, tuning
+from recipe_core.training import runs
 
 ROOT = Path(__file__).resolve().parents[1]
 L2 = (tuning.Param("l2", "log", 1e-3, 1e2),)
@@ -21,7 +22,7 @@ L2 = (tuning.Param("l2", "log", 1e-3, 1e2),)
 
 @pytest.fixture
 def wine(settings, store):
-    from recipe_core import datasets
+    from recipe_core.data import datasets
 
     return datasets.ingest_file(settings, store, SAMPLES / "wine.csv")
 

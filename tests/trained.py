@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from recipe_core import datasets, runs
 from recipe_core.config import Settings, TrainConfig, load_settings
-from recipe_core.store import RunRecord, Store
+from recipe_core.data import datasets
+from recipe_core.tracking.store import RunRecord, Store
+from recipe_core.training import runs
 
 ROOT = Path(__file__).resolve().parents[1]
 WINE = ROOT / "sample_data" / "wine.csv"

@@ -22,11 +22,16 @@ from typing import Callable
 import markdown
 
 import recipe_core as rc
-from recipe_core import comparison, config, csv_export, datasets, importers, labels, queries, runs, safetext
+from recipe_core import config, csv_export, safetext
+from recipe_core.compare import comparison
 from recipe_core.config import Settings, TrainConfig
+from recipe_core.data import datasets, queries
+from recipe_core.data.queries import Filter, RowQuery
 from recipe_core.errors import BadInput
-from recipe_core.queries import Filter, RowQuery
-from recipe_core.store import Comment, LabelEvent, RunRecord, Store
+from recipe_core.labelling import labels
+from recipe_core.tracking import importers
+from recipe_core.tracking.store import Comment, LabelEvent, RunRecord, Store
+from recipe_core.training import runs
 
 ROOT = Path(__file__).resolve().parents[2]
 NUL = "a\x00b"

@@ -2,13 +2,13 @@
 import time
 from collections import Counter
 
+import corpus
 import pytest
 
-import corpus
-from recipe_core import datasets, queries
 from recipe_core.config import load_settings
+from recipe_core.data import datasets, queries
 from recipe_core.errors import RecipeError
-from recipe_core.store import Store
+from recipe_core.tracking.store import Store
 
 CASES = corpus.all_cases()
 OUTCOMES: Counter = Counter()

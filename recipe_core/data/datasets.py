@@ -29,11 +29,11 @@ from typing import BinaryIO
 import duckdb
 
 from recipe_core.config import Settings
+from recipe_core.data.queries import quote_ident, quote_literal
+from recipe_core.data.snapshot import RESERVED_NAMES
 from recipe_core.errors import BadInput, NotFound
-from recipe_core.queries import quote_ident, quote_literal
 from recipe_core.safetext import check_text, storable
-from recipe_core.snapshot import RESERVED_NAMES
-from recipe_core.store import Column, DatasetRecord, Store
+from recipe_core.tracking.store import Column, DatasetRecord, Store
 
 ROW_GROUP_SIZE = 100_000  # row-id ranges then prune whole row groups (fast deep pages)
 COMPRESSION = "snappy"  # measured: zstd (level 1) made ingest ~25% slower for ~30% smaller files
@@ -64,7 +64,7 @@ NUMERIC = re.compile(
     r"FLOAT|REAL|DOUBLE|DECIMAL.*)$"
 )
 INTEGER = re.compile(r"^U?(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT)$")
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # The parts openpyxl loads whole, by their uncompressed size (measured: 64 MB of 3M tiny shared strings peaked at
 # 520 MB and took 40 s to parse; a 53 MB styles.xml peaked at 853 MB). Excel's own styles.xml is rarely 1 MB.
 XLSX_STRINGS_BYTES = 64 << 20
@@ -764,7 +764,7 @@ def _stage_in_child(path: Path, work: Path, settings: Settings) -> _StagedSheet:
     caps["process_bytes"] = XLSX_PROCESS_BYTES
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     try:
-        done = subprocess.run([sys.executable, "-m", "recipe_core.datasets", "stage-xlsx", str(path), str(work),
+        done = subprocess.run([sys.executable, "-m", "recipe_core.data.datasets", "stage-xlsx", str(path), str(work),
                                json.dumps(caps)], capture_output=True, text=True, timeout=XLSX_TIMEOUT_S, env=env,
                               cwd=str(ROOT), stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
@@ -804,8 +804,8 @@ def _stage_workbook(path: Path, work: Path, settings: Settings) -> _StagedSheet:
 
 def _stage_workbook_main(argv: list[str]) -> int:
     """python -m recipe_core.datasets stage-xlsx PATH WORK CAPS_JSON: one JSON line, the staged sheet or an error."""
-    from recipe_core.capacity import limit_memory
     from recipe_core.config import load_settings
+    from recipe_core.training.capacity import limit_memory
 
     path, work, caps = Path(argv[0]), Path(argv[1]), json.loads(argv[2])
     limit_memory(caps.pop("process_bytes"))

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from recipe_core.data.queries import FLOAT_TYPES, INT_TYPES, TIMESTAMP_TYPES, DatasetDB, quote_ident
+from recipe_core.data.snapshot import ROW_ID
 from recipe_core.errors import BadInput, NotFound, QueryFailed
-from recipe_core.queries import FLOAT_TYPES, INT_TYPES, TIMESTAMP_TYPES, DatasetDB, quote_ident
-from recipe_core.snapshot import ROW_ID
 
 # Up to this many rows, distinct counts and quantiles are exact; above it DuckDB's sketches (HyperLogLog,
 # t-digest) keep memory bounded under the connection's memory_limit (exact ones hold every value).

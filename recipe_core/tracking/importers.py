@@ -31,8 +31,8 @@ from recipe_core.config import load_settings
 from recipe_core.errors import BadInput, NotFound
 from recipe_core.jsonsafe import plain
 from recipe_core.safetext import check_text
-from recipe_core.store import CHUNK_POINTS, MAX_KEY, Store
-from recipe_core.tracking import start_run
+from recipe_core.tracking.api import start_run
+from recipe_core.tracking.store import CHUNK_POINTS, MAX_KEY, Store
 
 MAX_ZIP_BYTES = 500 << 20  # uncompressed size of a zip upload, declared and actually extracted
 MAX_ZIP_FILES = 10_000

@@ -21,11 +21,12 @@ import pandas as pd
 import torch
 from threadpoolctl import threadpool_limits
 
-from recipe_core import capacity, checks, evaluation, features, models, profiles, queries, splits
 from recipe_core.config import MODELS, TASKS, Settings, TrainConfig
+from recipe_core.data import profiles, queries
 from recipe_core.errors import CANCELLED, BadInput, Cancelled, Pruned, RecipeError
-from recipe_core.store import DatasetRecord, RunRecord, Store, new_id, now_iso
-from recipe_core.train import EarlyStopping, grow_boosting, mean_loss, predict, target_tensor, train_mlp
+from recipe_core.tracking.store import DatasetRecord, RunRecord, Store, new_id, now_iso
+from recipe_core.training import capacity, checks, evaluation, features, models, splits
+from recipe_core.training.train import EarlyStopping, grow_boosting, mean_loss, predict, target_tensor, train_mlp
 
 DYNAMICS_ROWS = 16  # the fixed validation batch whose predictions are kept over training (distinct inputs)
 DYNAMICS_SNAPSHOTS = 50

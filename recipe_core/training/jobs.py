@@ -20,20 +20,20 @@ from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from recipe_core import capacity
 from recipe_core.config import Settings, load_settings
 from recipe_core.errors import CANCELLED, Cancelled, NotFound, RecipeError
-from recipe_core.heartbeat import Heartbeat
-from recipe_core.store import RunRecord, Store, new_id, now_iso
+from recipe_core.tracking.heartbeat import Heartbeat
+from recipe_core.tracking.store import RunRecord, Store, new_id, now_iso
+from recipe_core.training import capacity
 
 CANCEL_GRACE_S = 5.0  # after a cancel request, the job has this long to stop by itself before it is terminated
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def start(settings: Settings, store: Store, run_id: str) -> subprocess.Popen:
     """Start the run's process; a watcher thread marks the run failed if the process dies without a verdict."""
     log = jobs_dir(settings) / f"run-{run_id}.log"
-    proc = _spawn(settings, ["recipe_core.jobs", run_id], log)
+    proc = _spawn(settings, ["recipe_core.training.jobs", run_id], log)
     store.update_run(run_id, only_if_active=True, pid=proc.pid, host=socket.gethostname())
     threading.Thread(target=_watch, args=(store, run_id, proc, log), daemon=True, name=f"job-{run_id}").start()
     return proc
@@ -279,7 +279,7 @@ def execute(settings: Settings, store: Store, run_id: str, slot: bool = True, **
                                       else nullcontext(True)) as free:
         if not free:  # cancelled while it waited
             return store.get_run(run_id)
-        from recipe_core import runs  # torch and scikit-learn: only once there is a slot to train in
+        from recipe_core.training import runs  # torch and scikit-learn: only once there is a slot to train in
 
         return runs.execute(settings, store, run_id, **kwargs)
 

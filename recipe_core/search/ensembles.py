@@ -9,10 +9,11 @@ import time
 
 import numpy as np
 
-from recipe_core import curves, evaluation, runs
+from recipe_core.compare import curves
 from recipe_core.config import Settings
 from recipe_core.errors import BadInput, NotFound
-from recipe_core.store import RunRecord, Store, new_id, now_iso
+from recipe_core.tracking.store import RunRecord, Store, new_id, now_iso
+from recipe_core.training import evaluation, runs
 
 MODEL = "ensemble"
 METHODS = {"classification": "mean of probabilities", "regression": "mean prediction"}

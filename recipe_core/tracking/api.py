@@ -23,9 +23,9 @@ from numbers import Integral
 
 from recipe_core.config import load_settings
 from recipe_core.errors import BadInput, NotFound, RecipeError
-from recipe_core.heartbeat import Heartbeat
 from recipe_core.jsonsafe import plain
-from recipe_core.store import Comment, RunRecord, Store, check_key, new_id, now_iso
+from recipe_core.tracking.heartbeat import Heartbeat
+from recipe_core.tracking.store import Comment, RunRecord, Store, check_key, new_id, now_iso
 
 FLUSH_SECONDS = 2.0  # the page sees a live run's points this late at most
 FLUSH_POINTS = 50_000  # and a fast loop writes in batches of this many

@@ -118,9 +118,9 @@ def run_queued(home: str, store_url: str, run_id: str, trial: dict | None = None
     """Train a queued run in this (worker) process; with trial={"storage", "study", "trial_id"} it reports its
     validation loss to the Optuna trial every 5% of its training and stops when the pruner says so. Returns what the caller tells
     the study: {"run_id", "status", "val_loss", "worker", "reason"}."""
-    from recipe_core import capacity, jobs
     from recipe_core.config import load_settings
-    from recipe_core.store import Store
+    from recipe_core.tracking.store import Store
+    from recipe_core.training import capacity, jobs
 
     settings = load_settings({**os.environ, "RECIPE_HOME": home, "RECIPE_STORE_URL": store_url})
     store = Store(store_url)
@@ -137,7 +137,7 @@ def run_queued(home: str, store_url: str, run_id: str, trial: dict | None = None
 def _pruner(trial: dict):
     import optuna
 
-    from recipe_core import tuning  # only in trials: it imports Optuna
+    from recipe_core.search import tuning  # only in trials: it imports Optuna
 
     study = tuning.load(trial["storage"], trial["study"])  # with the study's pruner: Optuna does not store it
     handle = optuna.trial.Trial(study, trial["trial_id"])

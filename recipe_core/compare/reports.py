@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from recipe_core.evaluation import sig4
-from recipe_core.store import RunRecord
+from recipe_core.tracking.store import RunRecord
+from recipe_core.training.evaluation import sig4
 
 # Streamlit markdown; material icons, not emoji, which a browser without an emoji font shows as boxes.
 VERDICT = {True: ":green[:material/check_circle: pass]", False: ":red[:material/cancel: FAIL]",

@@ -13,11 +13,12 @@ import numpy as np
 import optuna
 import pandas as pd
 
-from recipe_core import executors, jobs, runs
 from recipe_core.config import Settings, TrainConfig
 from recipe_core.errors import BadInput, NotFound
-from recipe_core.heartbeat import Heartbeat
-from recipe_core.store import DatasetRecord, Store, new_id
+from recipe_core.search import executors
+from recipe_core.tracking.heartbeat import Heartbeat
+from recipe_core.tracking.store import DatasetRecord, Store, new_id
+from recipe_core.training import jobs, runs
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial is for Optuna's own CLI, not ours
 

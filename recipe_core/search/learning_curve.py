@@ -7,11 +7,12 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
-from recipe_core import executors, jobs, runs
 from recipe_core.config import Settings
 from recipe_core.errors import BadInput
-from recipe_core.heartbeat import Heartbeat
-from recipe_core.store import RunRecord, Store, new_id
+from recipe_core.search import executors
+from recipe_core.tracking.heartbeat import Heartbeat
+from recipe_core.tracking.store import RunRecord, Store, new_id
+from recipe_core.training import jobs, runs
 
 FRACTIONS = (0.1, 0.25, 0.5, 1.0)
 SEEDS = 3

@@ -14,7 +14,6 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-
 EVAL_BATCH = 65_536
 
 

@@ -22,7 +22,8 @@ import threading
 import time
 import weakref
 from concurrent.futures import ThreadPoolExecutor
-from datetime import date, datetime, time as dtime, timedelta
+from datetime import date, datetime, timedelta
+from datetime import time as dtime
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
@@ -35,7 +36,7 @@ from recipe_core.errors import QueryFailed
 if TYPE_CHECKING:
     import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 KILL_GRACE = 0.25  # a query still running this share of its timeout after its interrupt: the worker is killed
 MIN_GRACE_S = 2.0
 IDLE_S = 300.0  # a worker nobody queried for this long exits; the next query starts a new one (~0.4 s)
@@ -348,7 +349,7 @@ class _Process:
     def __init__(self, config: dict, setup: list[str], timeout_s: float, memory_bytes: int):
         env = dict(os.environ, RECIPE_WORKER_MEMORY_BYTES=str(memory_bytes),
                    PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
-        self.proc = subprocess.Popen([sys.executable, "-m", "recipe_core.query_process"], env=env, cwd=str(ROOT),
+        self.proc = subprocess.Popen([sys.executable, "-m", "recipe_core.data.query_process"], env=env, cwd=str(ROOT),
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      start_new_session=True)
         self.waiting: dict[int, queue.Queue] = {}

@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 
 from recipe_core import csv_export
-from recipe_core.chart import ChartSpec, comparison_figure
-from recipe_core.curves import direction
+from recipe_core.compare.chart import ChartSpec, comparison_figure
+from recipe_core.compare.curves import direction
 from recipe_core.errors import BadInput
-from recipe_core.store import History, MetricSummary, RunRecord, Store
+from recipe_core.tracking.store import History, MetricSummary, RunRecord, Store
 
 # Keys of a run that are not in its config but are part of what was run.
 RUN_KEYS = ("model", "dataset", "target")
@@ -357,7 +357,8 @@ def selected_runs(store: Store, run_ids: list[str]) -> list[RunRecord]:
 def references(settings, store: Store, runs: list[RunRecord], metric: str) -> dict[str, float]:
     """Reference lines where they apply: when every run is on one dataset and target, that target's prior and
     input-independent baselines and the human baseline for the metric (see reports.references)."""
-    from recipe_core import labels, reports  # they load torch via runs.py: only when a figure needs them
+    from recipe_core.compare import reports  # they load torch via runs.py: only when a figure needs them
+    from recipe_core.labelling import labels  # they load torch via runs.py: only when a figure needs them
 
     targets = {(r.dataset_id, r.target) for r in runs}
     if len(targets) != 1 or None in next(iter(targets)):

@@ -20,11 +20,12 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
-from recipe_core import csv_export, query_process
+from recipe_core import csv_export
 from recipe_core.config import Settings
+from recipe_core.data import query_process
+from recipe_core.data.snapshot import FILE_ROW_NUMBER, ROW_ID, snapshot_path
 from recipe_core.errors import NotFound, QueryFailed, QueryRejected
-from recipe_core.snapshot import FILE_ROW_NUMBER, ROW_ID, snapshot_path
-from recipe_core.store import DatasetRecord
+from recipe_core.tracking.store import DatasetRecord
 
 OPS = ("=", "!=", "<", "<=", ">", ">=", "contains", "starts with", "is missing", "is not missing")
 MAX_CELL_CHARS = 500  # page() shows at most this many characters of a string; row() gives it whole

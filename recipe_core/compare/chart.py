@@ -12,7 +12,7 @@ import numpy as np
 import plotly.graph_objects as go
 import plotly.io as pio
 
-from recipe_core import curves
+from recipe_core.compare import curves
 from recipe_core.errors import BadInput
 from recipe_core.figures import COLORS, escape, merge_references
 

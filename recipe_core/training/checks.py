@@ -12,8 +12,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from recipe_core import features
-from recipe_core.train import flush_denormals, loss_fn, mean_loss, predict, train_mlp
+from recipe_core.training import features
+from recipe_core.training.train import flush_denormals, loss_fn, mean_loss, predict, train_mlp
 
 LOSS_AT_INIT_TOL = 0.02  # relative: the measured step-0 loss must be within 2% of the formula
 OVERFIT_N = 8  # examples in the batch to overfit

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 
-from recipe_core.store import ACTIVE, Store, heartbeat_s
+from recipe_core.tracking.store import ACTIVE, Store, heartbeat_s
 
 
 class Heartbeat:

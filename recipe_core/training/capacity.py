@@ -14,7 +14,7 @@ from contextlib import contextmanager
 
 from recipe_core.config import MB, Settings, TrainConfig
 from recipe_core.errors import BadInput
-from recipe_core.store import Column, Store, now_iso
+from recipe_core.tracking.store import Column, Store, now_iso
 
 POLL_S = 0.5  # a queued run looks for a free slot (and for a cancel) this often
 # What a training process maps before its first tensor: Python, torch, scikit-learn and DuckDB (measured 1.2 GB of

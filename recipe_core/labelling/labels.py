@@ -22,11 +22,13 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import cohen_kappa_score
 
-from recipe_core import csv_export, evaluation, queries, runs, splits
+from recipe_core import csv_export
 from recipe_core.config import Settings
+from recipe_core.data import queries
+from recipe_core.data.snapshot import ROW_ID
 from recipe_core.errors import BadInput, NotFound
-from recipe_core.snapshot import ROW_ID
-from recipe_core.store import DatasetRecord, LabelEvent, Store
+from recipe_core.tracking.store import DatasetRecord, LabelEvent, Store
+from recipe_core.training import evaluation, runs, splits
 
 DEFAULT_N = 100
 SAMPLE_SEED = 0  # the sample is the same for everyone: fixed seed over the persisted split's validation rows
