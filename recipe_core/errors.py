@@ -30,3 +30,10 @@ class Pruned(RecipeError):
 
 
 CANCELLED = "cancelled on request"
+
+
+def first_line(error: BaseException, max_chars: int | None = None) -> str:
+    """The first line of an error's message (its type's name when it says nothing): what one-line errors show."""
+    text = str(error).strip()
+    line = text.splitlines()[0] if text else type(error).__name__
+    return line[:max_chars] if max_chars else line

@@ -1,0 +1,14 @@
+"""Small arithmetic on sizes and counts, shared by the packages."""
+
+
+def ceil_div(a: int, b: int) -> int:
+    """a / b rounded up, in integers (batches per epoch, blocks per curve)."""
+    return -(-a // b)
+
+
+def human_bytes(n: int) -> str:
+    """A byte count as people read it in an error: "2.5 GB", "300 bytes"."""
+    for unit, scale in (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
+        if n >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{n} bytes"
