@@ -12,13 +12,18 @@ from pathlib import Path
 import streamlit as st
 
 from recipe_core.compare import comparison
+from recipe_core.compare.reports import Outcome, outcome
 from recipe_core.config import Settings, load_settings
-from recipe_core.data import datasets, profiles, queries
+from recipe_core.data import distributions, ingest
+from recipe_core.data import profile as data_profile
+from recipe_core.data.db import DatasetDB
+from recipe_core.data.records import DatasetRecord
+from recipe_core.data.target import task_of
 from recipe_core.errors import RecipeError
 from recipe_core.labelling import labels
 from recipe_core.safetext import check_text, markdown_literal, storable
-from recipe_core.tracking.store import DatasetRecord, Store
-from recipe_core.training import runs
+from recipe_core.tracking.store import Store
+from recipe_core.training import dataset
 
 SAMPLE_DIR = Path(__file__).resolve().parent / "sample_data"
 
@@ -47,7 +52,7 @@ def _store(url: str) -> Store:
 
 @st.cache_resource(show_spinner="Registering the sample datasets…")
 def _samples_registered(home: str, url: str) -> bool:
-    datasets.ensure_samples(load_settings(), _store(url), SAMPLE_DIR)
+    ingest.ensure_samples(load_settings(), _store(url), SAMPLE_DIR)
     return True
 
 
@@ -57,9 +62,9 @@ def _catalog(url: str) -> list[DatasetRecord]:
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
-def _db(home: str, dataset_id: str, kinds: tuple, _settings: Settings, _record: DatasetRecord) -> queries.DatasetDB:
+def _db(home: str, dataset_id: str, kinds: tuple, _settings: Settings, _record: DatasetRecord) -> DatasetDB:
     # Keyed by the kinds too: overriding a column's type rebuilds the view.
-    return queries.DatasetDB(_settings, _record)
+    return DatasetDB(_settings, _record)
 
 
 def _db_key(sel: Selection) -> tuple:
@@ -67,33 +72,33 @@ def _db_key(sel: Selection) -> tuple:
     return (str(sel.settings.home), r.id, tuple(c.kind for c in r.columns))
 
 
-def db(sel: Selection) -> queries.DatasetDB:
+def db(sel: Selection) -> DatasetDB:
     return _db(*_db_key(sel), sel.settings, sel.record)
 
 
 @st.cache_data(show_spinner="Profiling every column…", max_entries=32)
-def _profile(key: tuple, target: str | None, _db: queries.DatasetDB):
-    return profiles.profile(_db, target)
+def _profile(key: tuple, target: str | None, _db: DatasetDB):
+    return data_profile.profile(_db, target)
 
 
 @st.cache_data(show_spinner=False, max_entries=512)
-def _histogram(key: tuple, column: str, _db: queries.DatasetDB):
-    return profiles.histogram(_db, column)
+def _histogram(key: tuple, column: str, _db: DatasetDB):
+    return distributions.histogram(_db, column)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def _value_counts(key: tuple, column: str, _db: queries.DatasetDB):
-    return profiles.value_counts(_db, column)
+def _value_counts(key: tuple, column: str, _db: DatasetDB):
+    return distributions.value_counts(_db, column)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def _target_relation(key: tuple, feature: str, target: str, task: str, _db: queries.DatasetDB):
-    return profiles.target_relation(_db, feature, target, task)
+def _target_relation(key: tuple, feature: str, target: str, task: str, _db: DatasetDB):
+    return distributions.target_relation(_db, feature, target, task)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def _task(key: tuple, target: str, _db: queries.DatasetDB) -> str:
-    return profiles.task_of(_db, target)
+def _task(key: tuple, target: str, _db: DatasetDB) -> str:
+    return task_of(_db, target)
 
 
 def profile(sel: Selection):
@@ -118,12 +123,12 @@ def task(sel: Selection) -> str:
 
 @st.cache_data(show_spinner="Reading the split…", max_entries=64)
 def _split_overview(key: tuple, target: str, task: str | None, _sel: Selection):
-    return runs.split_overview(_sel.settings, _sel.store, _sel.record, target, task)
+    return dataset.split_overview(_sel.settings, _sel.store, _sel.record, target, task)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def _feature_plan(key: tuple, target: str, _sel: Selection):
-    return runs.feature_plan(_sel.settings, _sel.record, target)
+    return dataset.feature_plan(_sel.settings, _sel.record, target)
 
 
 def split_overview(sel: Selection, task: str | None = None):
@@ -204,20 +209,6 @@ def comparison_figure(sel: Selection, run_ids: list[str], spec):
     return fig, counts
 
 
-def histories_export(sel: Selection, run_ids: list[str], fmt: str) -> bytes:
-    """Every stored point of every metric of these runs (never downsampled)."""
-    summaries = sel.store.metric_summaries(run_ids)
-    keys = sorted({k for per_run in summaries.values() for k in per_run})
-    frame = comparison.histories_frame(comparison.selected_runs(sel.store, run_ids),
-                                       comparison.load_histories(sel.store, run_ids, keys))
-    return comparison.export_bytes(frame, fmt)
-
-
-def figure_export(sel: Selection, run_ids: list[str], spec, fmt: str) -> bytes:
-    fig, _ = comparison_figure(sel, run_ids, spec)
-    return comparison.figure_bytes(fig, fmt)
-
-
 def sync_query_params(params: dict[str, str], owned: tuple[str, ...]) -> None:
     """Make the URL carry exactly these of the page's own keys (other keys, like the dataset, are left alone)."""
     for key in owned:
@@ -235,6 +226,16 @@ def catalog_changed() -> None:
 
 def show_error(error: RecipeError) -> None:
     st.error(markdown_literal(error), icon=":material/error:")  # messages quote the values they refuse
+
+
+# Material icons, not emoji, which a browser without an emoji font shows as boxes.
+_OUTCOME_MARKUP = {Outcome.PASS: ":green[:material/check_circle: pass]", Outcome.FAIL: ":red[:material/cancel: FAIL]",
+                   Outcome.NA: ":gray[:material/remove: n/a]"}
+
+
+def verdict_badge(ok: bool | None) -> str:
+    """A check's outcome (True, False, or None where it does not apply) as coloured markdown."""
+    return _OUTCOME_MARKUP[outcome(ok)]
 
 
 def _signed_in_user() -> str:

@@ -3,7 +3,7 @@
     python bench/browse.py              # 10M rows x 11 columns (numeric, categorical, text)
     python bench/browse.py --rows 1000000 --runs 3
 
-Generates a CSV with DuckDB (cached in bench/out/), ingests it with recipe_core.datasets.ingest_file (timed
+Generates a CSV with DuckDB (cached in bench/out/), ingests it with recipe_core.data.ingest.ingest_file (timed
 against DuckDB's own read of the file), then times pages, histograms and value counts through recipe_core.
 Each app call is recorded (the SQL it sends) and replayed on a plain DuckDB connection with the same settings:
 "same SQL" is the app's overhead, "naive SQL" is what one would write by hand (LIMIT/OFFSET, one query).
@@ -29,9 +29,12 @@ sys.path.insert(0, str(ROOT))
 import duckdb  # noqa: E402
 
 from recipe_core.config import Settings  # noqa: E402
-from recipe_core.data import datasets, profiles, queries  # noqa: E402
-from recipe_core.data.queries import DatasetDB, Filter, RowQuery  # noqa: E402
+from recipe_core.data import distributions, filters, rows, snapshot_writer  # noqa: E402
+from recipe_core.data.db import DatasetDB, snapshot_scan, view_columns  # noqa: E402
+from recipe_core.data.filters import Filter, RowQuery  # noqa: E402
+from recipe_core.data.ingest import ingest_file  # noqa: E402
 from recipe_core.data.snapshot import snapshot_path  # noqa: E402
+from recipe_core.data.sql import quote_ident  # noqa: E402
 from recipe_core.tracking.store import Store  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
@@ -98,7 +101,7 @@ def ingest(csv_path: Path, home: Path) -> tuple[Settings, object]:
         con = duckdb.connect()
         start = time.perf_counter()
         con.execute(f"COPY (SELECT * FROM read_csv('{csv_path}')) TO '{base}' (FORMAT parquet, "
-                    f"ROW_GROUP_SIZE {datasets.ROW_GROUP_SIZE}, COMPRESSION {datasets.COMPRESSION})")
+                    f"ROW_GROUP_SIZE {snapshot_writer.ROW_GROUP_SIZE}, COMPRESSION {snapshot_writer.COMPRESSION})")
         seconds = time.perf_counter() - start
         con.close()
         base.unlink()
@@ -106,7 +109,7 @@ def ingest(csv_path: Path, home: Path) -> tuple[Settings, object]:
 
     t_copy = [duckdb_copy()]
     start = time.perf_counter()
-    record = datasets.ingest_file(settings, store, csv_path, name="browse")
+    record = ingest_file(settings, store, csv_path, name="browse")
     t_ingest = time.perf_counter() - start
     t_copy.append(duckdb_copy())
     con = duckdb.connect()
@@ -115,7 +118,7 @@ def ingest(csv_path: Path, home: Path) -> tuple[Settings, object]:
     t_table = time.perf_counter() - start
     con.close()
     copy = statistics.mean(t_copy)
-    log(f"ingest: {t_ingest:.1f} s through datasets.ingest_file; DuckDB alone: read_csv -> Parquet "
+    log(f"ingest: {t_ingest:.1f} s through ingest.ingest_file; DuckDB alone: read_csv -> Parquet "
         f"{t_copy[0]:.1f} s / {t_copy[1]:.1f} s before / after (ratio {t_ingest / copy:.2f} to their mean), "
         f"read_csv -> in-memory table {t_table:.1f} s (ratio {t_ingest / t_table:.2f}); target <= 1.5")
     return settings, record
@@ -145,7 +148,7 @@ def raw_connection(settings: Settings, path: Path, view_sql: str, same_settings:
     con = duckdb.connect(config={"threads": settings.duckdb_threads, "memory_limit": settings.duckdb_memory_limit})
     if same_settings:
         con.execute("SET parquet_metadata_cache=true")
-    con.execute(f"CREATE VIEW data AS SELECT {view_sql} FROM {queries.snapshot_scan(path)}")
+    con.execute(f"CREATE VIEW data AS SELECT {view_sql} FROM {snapshot_scan(path)}")
     return con
 
 
@@ -168,12 +171,12 @@ def median_ms(fns: list, runs: int) -> list[float]:
 
 def naive_page_calls(db: DatasetDB, q: RowQuery) -> list:
     """One LIMIT/OFFSET query over all columns plus a count: what one would write by hand."""
-    pred, params = queries._predicate(db, q)
+    pred, params = filters.predicate(db, q)
     where = f"WHERE {pred}" if pred else ""
     if q.sample_seed is not None:
         order = f"ORDER BY hash(__row_id, {int(q.sample_seed)}), __row_id"
     elif q.sort:
-        order = f"ORDER BY {queries.quote_ident(q.sort)} {'DESC' if q.descending else 'ASC'} NULLS LAST, __row_id"
+        order = f"ORDER BY {quote_ident(q.sort)} {'DESC' if q.descending else 'ASC'} NULLS LAST, __row_id"
     else:
         order = ""  # file order is kept without ORDER BY (which would sort everything)
     return [("df", f"SELECT * FROM data {where} {order} LIMIT {q.limit} OFFSET {q.offset}", params),
@@ -188,12 +191,12 @@ def scenarios(db: DatasetDB, n: int) -> list[tuple]:
     deep_filtered = RowQuery(filters=(Filter("age", ">", "30"),), offset=n // 4)
 
     def page(q):
-        return lambda: queries.page(db, q)
+        return lambda: rows.page(db, q)
 
     def next_of(q):
         return RowQuery(**{**q.__dict__, "offset": q.offset + q.limit})
 
-    hist, counts = profiles.histogram, profiles.value_counts
+    hist, counts = distributions.histogram, distributions.value_counts
     out = [
         ("page 0, file order", page(RowQuery()), None, RowQuery()),
         ("deep page, file order (middle)", page(RowQuery(offset=n // 2)), None, RowQuery(offset=n // 2)),
@@ -212,8 +215,8 @@ def scenarios(db: DatasetDB, n: int) -> list[tuple]:
         ("histogram title (text length)", lambda: hist(db, "title", 30), None, None),
         ("value counts city", lambda: counts(db, "city", 20), None, None),
         ("value counts category", lambda: counts(db, "category", 20), None, None),
-        ("extremes price (largest 50)", lambda: queries.extremes(db, "price", 50), None, None),
-        ("row detail", lambda: queries.row(db, n // 3), None, None),
+        ("extremes price (largest 50)", lambda: rows.extremes(db, "price", 50), None, None),
+        ("row detail", lambda: rows.row(db, n // 3), None, None),
     ]
     return out
 
@@ -222,7 +225,7 @@ def time_all(settings: Settings, record, runs: int) -> None:
     db = DatasetDB(settings, record)
     n = record.n_rows
     path = snapshot_path(settings, record)
-    view = queries._view_columns(record)
+    view = view_columns(record)
     same = raw_connection(settings, path, view, same_settings=True)
     naive = raw_connection(settings, path, view, same_settings=False)
     rec = Recorder(db)
@@ -269,15 +272,16 @@ def search_methods(settings: Settings, record, runs: int) -> None:
     """Case-insensitive substring search over every text column: which SQL form is fastest here."""
     db = DatasetDB(settings, record)
     log("\nsearch (count of matches over all text columns), by method:")
+    default_method = filters.SEARCH_METHOD
     for text in ("storm", "Stor", "xyz"):
         row = []
         for method in ("regexp", "lower", "ilike"):
-            queries.SEARCH_METHOD = method
+            filters.SEARCH_METHOD = method
             db.memo.clear()
-            ms = median_ms([lambda: (db.memo.clear(), queries.count(db, RowQuery(search=text)))], runs)[0]
+            ms = median_ms([lambda: (db.memo.clear(), rows.count(db, RowQuery(search=text)))], runs)[0]
             row.append(f"{method} {ms:8.1f} ms")
         log(f"  {text!r:8s} " + "   ".join(row))
-    queries.SEARCH_METHOD = "regexp"
+    filters.SEARCH_METHOD = default_method  # the code's own choice, for the figures after this one
     db.close()
 
 
@@ -292,7 +296,7 @@ def browse_only(settings: Settings, record) -> None:
             warm()
         fn()
         steps.append((name, peak_rss_mb()))
-    queries.export_csv(db, RowQuery(filters=(Filter("age", "<", "1"), Filter("city", "=", "Oslo"))))
+    rows.export_csv(db, RowQuery(filters=(Filter("age", "<", "1"), Filter("city", "=", "Oslo"))))
     steps.append(("CSV export (filtered)", peak_rss_mb()))
     gc.collect()
     # Where the high-water mark rose the most.
@@ -323,13 +327,13 @@ def main() -> None:
     ap.add_argument("--reuse", action="store_true", help="reuse a kept home instead of ingesting again")
     ap.add_argument("--search-methods", action="store_true", help="also compare the search SQL forms")
     ap.add_argument("--row-group-size", type=int,
-                    help="experiment: ingest with this many rows per row group instead of datasets.ROW_GROUP_SIZE")
+                    help="experiment: ingest with this many rows per row group instead of snapshot_writer.ROW_GROUP_SIZE")
     ap.add_argument("--browse-child", help=argparse.SUPPRESS)
     args = ap.parse_args()
 
     home = OUT / f"home_{args.rows}" if not args.row_group_size else OUT / f"home_{args.rows}_rg{args.row_group_size}"
-    if args.row_group_size and datasets is not None:
-        datasets.ROW_GROUP_SIZE = args.row_group_size
+    if args.row_group_size:
+        snapshot_writer.ROW_GROUP_SIZE = args.row_group_size
     if args.browse_child:
         settings = Settings(home=home, store_url=f"sqlite:///{home / 'recipe.db'}", max_upload_bytes=1 << 40)
         browse_only(settings, Store(settings.store_url).get_dataset(args.browse_child))

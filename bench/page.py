@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from recipe_core.config import TrainConfig, load_settings  # noqa: E402
-from recipe_core.data import datasets  # noqa: E402
+from recipe_core.data import ingest  # noqa: E402
 from recipe_core.tracking.store import Store  # noqa: E402
 from recipe_core.training import jobs, runs  # noqa: E402
 
@@ -49,7 +49,7 @@ def main() -> None:
     os.environ["RECIPE_HOME"] = tempfile.mkdtemp(prefix="recipe_bench_page_")
     settings = load_settings()
     store = Store(settings.store_url)
-    wine = datasets.ingest_file(settings, store, ROOT / "sample_data" / "wine.csv")
+    wine = ingest.ingest_file(settings, store, ROOT / "sample_data" / "wine.csv")
     done = runs.execute(settings, store, runs.create(store, wine, "cultivar", TrainConfig(model="linear")).id)
 
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()

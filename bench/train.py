@@ -6,8 +6,8 @@
 Synthetic 3-class data (y = argmax(X @ W + noise), fixed seed, in memory). Every variant trains the same MLP
 (recipe_core.models.make_mlp, TrainConfig defaults: width 64, depth 2, same seed, so the same initial weights)
 with Adam at lr 3e-4 over the same shuffled batches. Only the training loop is timed, model building is not.
-  app          recipe_core.train.train_mlp with the hook of runs._fit_mlp (runs.LossLogger), logged
-               through a real runs.Recorder into a real SQLite Store (flushed at most once a second)
+  app          recipe_core.training.loop.train_mlp with the hook of fit.fit_mlp (fit.LossLogger), logged
+               through a real fit.Recorder into a real SQLite Store (flushed at most once a second)
   plain        a hand-written loop: randperm per epoch, X[idx] batches, backward, fused Adam (as the app)
   plain-adam   the same loop with the default (not fused) Adam, for reference
   dataloader   TensorDataset + DataLoader(shuffle=True, batch_size), fused Adam, for reference
@@ -34,10 +34,11 @@ import torch  # noqa: E402
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
 from recipe_core.config import TrainConfig, load_settings  # noqa: E402
-from recipe_core.tracking.store import RunRecord, Store, new_id  # noqa: E402
-from recipe_core.training import runs  # noqa: E402
+from recipe_core.tracking.records import RunRecord, new_id  # noqa: E402
+from recipe_core.tracking.store import Store  # noqa: E402
+from recipe_core.training import fit  # noqa: E402
+from recipe_core.training.loop import loss_fn, mean_loss, train_mlp  # noqa: E402
 from recipe_core.training.models import make_mlp  # noqa: E402
-from recipe_core.training.train import loss_fn, mean_loss, train_mlp  # noqa: E402
 
 TASK, N_CLASSES = "classification", 3
 
@@ -62,15 +63,15 @@ def fresh_model(config: TrainConfig, X: torch.Tensor, y: torch.Tensor) -> torch.
 def app_loop(config: TrainConfig, X, y, store: Store):
     run_id = new_id()
     store.add_run(RunRecord(id=run_id, name="bench", model="mlp", config={}))
-    rec = runs.Recorder(store, run_id)
+    rec = fit.Recorder(store, run_id)
     model = fresh_model(config, X, y)
-    # The on_step hook of runs._fit_mlp itself; _fit_mlp is not called because it would also time its full-data
+    # The on_step hook of fit.fit_mlp itself; fit_mlp is not called because it would also time its full-data
     # loss at init and the validation passes, which are not the loop.
     epochs = config.epochs_for(len(X))
-    on_step = runs.LossLogger(rec, epochs * max(1, -(-len(X) // config.batch_size)))
+    on_step = fit.LossLogger(rec, epochs * max(1, -(-len(X) // config.batch_size)))
 
     def on_epoch(epoch: int, step: int) -> None:
-        rec.progress = (epoch + 1) / epochs  # the validation pass of _fit_mlp is left out (see the docstring)
+        rec.progress = (epoch + 1) / epochs  # the validation pass of fit_mlp is left out (see the docstring)
 
     # The hooks' own time, measured inside the loop (two clock reads a step, well under 1 ms an epoch): unlike
     # the ratio it does not drown in the machine's noise.

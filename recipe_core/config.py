@@ -77,7 +77,8 @@ def load_settings(env: os._Environ | dict | None = None) -> Settings:
     store_url = env.get("RECIPE_STORE_URL") or f"sqlite:///{home / 'recipe.db'}"
     max_mb = _number(env, "RECIPE_MAX_UPLOAD_MB", 1024, "a number of megabytes")
     raw_threads = env.get("RECIPE_TRAIN_THREADS") or "1"
-    if not raw_threads.isdigit() or not 1 <= int(raw_threads) <= 256:
+    # isascii: "²" passes isdigit() and then fails int()
+    if not (raw_threads.isascii() and raw_threads.isdigit()) or not 1 <= int(raw_threads) <= 256:
         raise BadInput(f"RECIPE_TRAIN_THREADS must be a whole number from 1 to 256, not {raw_threads!r}")
     max_jobs = int(_number(env, "RECIPE_MAX_JOBS", _cores(), "a whole number of jobs", whole=True))
     job_mb = _number(env, "RECIPE_JOB_MEMORY_MB", max(1024, 0.6 * _machine_memory() / MB / max_jobs),

@@ -82,11 +82,11 @@ def _bin_bars(df: pd.DataFrame, **trace) -> go.Bar:
     if pd.api.types.is_datetime64_any_dtype(start):
         width = (end - start).dt.total_seconds() * 1000  # date axes measure in milliseconds
         width = width.where(width > 0, 86_400_000)
-        ranges = [f"{a} – {b}" for a, b in zip(start, end)]
+        ranges = [f"{a} – {b}" for a, b in zip(start, end, strict=True)]
     else:
         width = (end - start).astype(float)
         width = width.where(width > 0, max(abs(float(start.iloc[0])) * 0.1, 1.0) if len(start) else 1.0)
-        ranges = [f"{a:.4g} – {b:.4g}" for a, b in zip(start, end)]
+        ranges = [f"{a:.4g} – {b:.4g}" for a, b in zip(start, end, strict=True)]
     return go.Bar(x=start + (end - start) / 2, y=df["count"], width=width, customdata=ranges,
                   hovertemplate="%{customdata}<br>%{y:,} rows<extra></extra>", **trace)
 
@@ -105,7 +105,7 @@ def _category_ticks(fig: go.Figure, values, axis: str = "x", n: int = TICK_CHARS
 
 
 def histogram_figure(hist_df: pd.DataFrame, column: str, kind: str) -> go.Figure:
-    """A small histogram for the grid, from profiles.histogram(): bins ([bin_start, bin_end, count]) or
+    """A small histogram for the grid, from distributions.histogram(): bins ([bin_start, bin_end, count]) or
     counts per value ([value, count])."""
     title = escape(column) + _excluded(hist_df.attrs)
     if hist_df.empty:
@@ -122,7 +122,7 @@ def histogram_figure(hist_df: pd.DataFrame, column: str, kind: str) -> go.Figure
 
 
 def class_balance_figure(counts_df: pd.DataFrame, target: str) -> go.Figure:
-    """Rows per class, from profiles.value_counts() ([value, count]), largest first, with each class's share.
+    """Rows per class, from distributions.value_counts() ([value, count]), largest first, with each class's share.
 
     A histogram of a numeric target ([bin_start, bin_end, count]) is accepted too: each non-empty bin is a class
     (an integer target with few values has one bin per value, labelled by it)."""
@@ -147,7 +147,7 @@ def class_balance_figure(counts_df: pd.DataFrame, target: str) -> go.Figure:
 def _bins_as_classes(df: pd.DataFrame) -> pd.DataFrame:
     df = df[df["count"] > 0]
     mid = df["bin_start"] + (df["bin_end"] - df["bin_start"]) / 2
-    edges = list(zip(df["bin_start"], df["bin_end"], mid))
+    edges = list(zip(df["bin_start"], df["bin_end"], mid, strict=True))
     whole = all(float(e) - float(s) == 1.0 and float(m).is_integer() for s, e, m in edges)
     labels = [f"{int(m)}" if whole else f"{s:.4g} – {e:.4g}" for s, e, m in edges]
     out = pd.DataFrame({"value": labels, "count": df["count"].to_numpy()})
@@ -155,7 +155,7 @@ def _bins_as_classes(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def target_distribution_figure(hist_df: pd.DataFrame, target: str) -> go.Figure:
-    """A regression target's histogram, from profiles.histogram()."""
+    """A regression target's histogram, from distributions.histogram()."""
     title = f"Distribution of {escape(target)}" + _excluded(hist_df.attrs)
     if hist_df.empty:
         return _empty(title, HEIGHT)
@@ -168,7 +168,7 @@ def target_distribution_figure(hist_df: pd.DataFrame, target: str) -> go.Figure:
 
 
 def target_relation_figure(rel_df: pd.DataFrame, feature: str, target: str, task: str) -> go.Figure:
-    """One feature against the target, from profiles.target_relation():
+    """One feature against the target, from distributions.target_relation():
     classification: the feature's distribution per class (overlaid histograms, or grouped bars per value), each
     class as a share of its own rows so that small classes stay visible;
     regression: the target's mean and quartile band per feature bin, or its mean per feature value."""
@@ -222,7 +222,7 @@ def target_relation_figure(rel_df: pd.DataFrame, feature: str, target: str, task
 
 
 def missing_figure(table: pd.DataFrame, top: int = 40) -> go.Figure:
-    """Share of missing values per column, from profiles.profile_table() ([column, missing_share, ...]); only
+    """Share of missing values per column, from profile.profile_table() ([column, missing_share, ...]); only
     columns with missing values, most first."""
     df = table[table["missing_share"] > 0].sort_values("missing_share", ascending=False).head(top)
     title = "Missing values per column"
@@ -249,7 +249,8 @@ def loss_curves_figure(history: pd.DataFrame, title: str = "Loss", log_y: bool =
     for key, (name, color, dash) in CURVE_STYLE.items():
         part = history[history["key"] == key]
         if len(part):
-            fig.add_scatter(x=part["step"], y=part["value"], name=name, mode="lines+markers" if len(part) < 3 else "lines",
+            fig.add_scatter(x=part["step"], y=part["value"], name=name,
+                            mode="lines+markers" if len(part) < 3 else "lines",
                             line={"color": color, "dash": dash, "width": 1.5 if dash == "dot" else 2})
     if not fig.data:
         return _empty(title, HEIGHT)
@@ -306,7 +307,8 @@ def predictions_figure(labels: list, predictions: list, classes: list[str], titl
     fig = go.Figure()
     fig.add_scatter(x=examples, y=labels, mode="markers", name="label",
                     marker={"symbol": "square-open", "size": 12, "color": COLORS[3]})
-    fig.add_scatter(x=examples, y=predictions, mode="markers", name="prediction", marker={"size": 9, "color": COLORS[0]})
+    fig.add_scatter(x=examples, y=predictions, mode="markers", name="prediction",
+                    marker={"size": 9, "color": COLORS[0]})
     fig.update_xaxes(title="example", type="category")
     fig.update_yaxes(title="target")
     return _layout(fig, title, HEIGHT)
@@ -392,3 +394,17 @@ def importance_figure(importance: dict[str, float]) -> go.Figure:
                            marker_color=COLORS[0], hovertemplate="%{y}: %{x:.2f}<extra></extra>"))
     fig.update_xaxes(title="share of the variation", range=[0, 1])
     return _layout(fig, title, max(HEIGHT, 60 + 30 * len(names)))
+
+
+def parallel_coordinates_figure(study) -> go.Figure:
+    """Optuna's parallel coordinates of a study's trials: each setting an axis, each trial a line to its loss."""
+    from optuna import visualization  # here, not at the top: the pages that draw no study load no Optuna
+
+    return visualization.plot_parallel_coordinate(study)
+
+
+def slice_figure(study) -> go.Figure:
+    """Optuna's slice plot: the validation loss of every trial against each setting."""
+    from optuna import visualization
+
+    return visualization.plot_slice(study)

@@ -10,5 +10,6 @@ def human_bytes(n: int) -> str:
     """A byte count as people read it in an error: "2.5 GB", "300 bytes"."""
     for unit, scale in (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
         if n >= scale:
-            return f"{n / scale:.3g} {unit}"
+            value = n / scale
+            return f"{value:.3g} {unit}" if value < 1000 else f"{value:.0f} {unit}"  # never "1e+03 MB"
     return f"{n} bytes"

@@ -3,7 +3,7 @@
     python sample_data/make_samples.py
 
 scikit-learn's bundled datasets (read from files inside the package) and plotly.data. The app registers every
-data file in this folder on first start (recipe_core.datasets.ensure_samples).
+data file in this folder on first start (recipe_core.data.ingest.ensure_samples).
 """
 from __future__ import annotations
 

@@ -1,10 +1,10 @@
 """Who am I: the name typed in the sidebar rides in the URL, so a reload or a new tab keeps it; a name from the
 URL is checked like any hostile text and shown literally (AppTest through the entrypoint)."""
 import pytest
+from app_session import APP, choose_dataset, no_errors, start_app
 from streamlit.testing.v1 import AppTest
 
 from recipe_core.safetext import markdown_literal
-from test_pages import APP, choose_dataset, no_errors, start_app
 
 HOSTILE = "![x](http://ev.il/t.png) **bold** <img src=x onerror=alert(1)> :material/home:"  # 72 chars
 

@@ -8,9 +8,9 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
+from planted import image, plant
 from playwright.sync_api import expect
-from test_browser import CHROMIUM, page, server  # noqa: F401 (fixtures: this module's own server and browser)
-from test_hostile_text import image, plant
+from walk_data import CHROMIUM
 
 from recipe_core.config import load_settings
 from recipe_core.tracking.store import Store
@@ -129,7 +129,7 @@ def test_label_page(page, planted, listener, tmp_path):
     page.locator("[class*='st-key-class'] button").first.click()  # the first class
     page.get_by_text("Stored: item").wait_for()
     assert_inert(page, listener, tmp_path / "label.png")
-    shows(page, f"labelled by {img(24)}", img(2), f"Stored: item", f"= {img(6)}", img(7))  # the classes' buttons
+    shows(page, f"labelled by {img(24)}", img(2), "Stored: item", f"= {img(6)}", img(7))  # the classes' buttons
 
 
 def test_train_page_finished_and_failed_runs(page, planted, listener, tmp_path):

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import sync_playwright
-
-from test_browser import CHROMIUM, free_port
+from walk_data import CHROMIUM, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 BEAT = "0.5"  # heartbeats every half second: a silent run reads lost after 3 s

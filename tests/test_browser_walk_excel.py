@@ -3,12 +3,11 @@
 from pathlib import Path
 
 import pytest
-
-from test_browser_walk import browser, server, walk_the_whole_recipe  # noqa: F401  (fixtures)
+from recipe_walk import walk_the_whole_recipe
 from walk_data import CHROMIUM
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
 
 
-def test_walk_the_whole_recipe_on_carshare_xlsx(server, browser, tmp_path):  # noqa: F811
+def test_walk_the_whole_recipe_on_carshare_xlsx(server, browser, tmp_path):
     walk_the_whole_recipe(server, browser, tmp_path, "carshare-xlsx")

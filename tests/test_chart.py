@@ -15,7 +15,7 @@ EVIL = '<script>alert("x")</script><b>bold</b> & %{x}'
 
 @dataclass(frozen=True)
 class History:
-    """Stand-in for store.History: the four arrays the chart reads."""
+    """Stand-in for records.History: the four arrays the chart reads."""
 
     step: np.ndarray
     value: np.ndarray
@@ -28,7 +28,7 @@ class History:
 
 @dataclass
 class Run:
-    """Stand-in for store.RunRecord: the attributes the chart reads."""
+    """Stand-in for records.RunRecord: the attributes the chart reads."""
 
     id: str
     name: str

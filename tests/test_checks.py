@@ -8,7 +8,7 @@ from torch import nn
 
 from recipe_core.config import TrainConfig
 from recipe_core.training import checks, models
-from recipe_core.training.train import mean_loss, target_tensor
+from recipe_core.training.loop import mean_loss, target_tensor
 
 
 def blobs(n=300, n_classes=3, d=5, seed=0, weights=(0.6, 0.3, 0.1)):
@@ -35,7 +35,7 @@ def test_loss_at_init_equals_the_formula_for_classification(bias_init):
     formula = -(prior * np.log(prior)).sum() if bias_init else math.log(3)
     assert checks.expected_loss_at_init("classification", y, 3, bias_init) == pytest.approx(formula)
     assert measured == pytest.approx(formula, rel=2e-3)
-    assert checks.loss_at_init(formula, measured, bias_init)["ok"] is True
+    assert checks.loss_at_init(formula, measured, bias_init).ok is True
 
 
 @pytest.mark.parametrize("bias_init", [True, False])
@@ -55,7 +55,7 @@ def test_loss_at_init_goes_red_on_a_badly_initialized_last_layer():
         model.head.bias.copy_(model.head.bias.flip(0))  # an init bug: the class prior assigned to the wrong classes
     measured = mean_loss(model, torch.from_numpy(X), target_tensor(y, "classification"), "classification")
     verdict = checks.loss_at_init(checks.expected_loss_at_init("classification", y, 3, True), measured, True)
-    assert verdict["ok"] is False and "far from the formula" in verdict["message"]
+    assert verdict.ok is False and "far from the formula" in verdict.message
 
 
 # -- overfit one batch -------------------------------------------------------------------------------
@@ -64,8 +64,8 @@ def test_overfit_one_batch_reaches_near_zero(task):
     X, y = blobs() if task == "classification" else regression()
     model = models.make_mlp(TrainConfig(), 5, task, y, 3)
     verdict = checks.overfit_one_batch(model, torch.from_numpy(X[:8]), target_tensor(y[:8], task), task, lr=3e-4)
-    assert verdict["ok"] is True, verdict["message"]
-    assert verdict["final_loss"] <= verdict["threshold"] and len(verdict["predictions"]) == 8
+    assert verdict.ok is True, verdict.message
+    assert verdict.final_loss <= verdict.threshold and len(verdict.predictions) == 8
 
 
 def test_overfit_one_batch_goes_red_with_a_zero_learning_rate():
@@ -73,16 +73,16 @@ def test_overfit_one_batch_goes_red_with_a_zero_learning_rate():
     model = models.make_mlp(TrainConfig(), 5, "classification", y, 3)
     verdict = checks.overfit_one_batch(model, torch.from_numpy(X[:8]), target_tensor(y[:8], "classification"),
                                        "classification", lr=0.0, max_steps=300)
-    assert verdict["ok"] is False and "cannot fit even one batch" in verdict["message"]
+    assert verdict.ok is False and "cannot fit even one batch" in verdict.message
 
 
 # -- input independence --------------------------------------------------------------------------------
 def test_input_independent_verdicts():
-    assert checks.input_independent(0.30, 0.69)["ok"] is True
+    assert checks.input_independent(0.30, 0.69).ok is True
     red = checks.input_independent(0.69, 0.693)
-    assert red["ok"] is False and "does not use its input" in red["message"]
+    assert red.ok is False and "does not use its input" in red.message
     overfit = checks.input_independent(0.9, 0.69, real_train_loss=0.1, twin_train_loss=0.69)
-    assert overfit["ok"] is False and "does not generalize" in overfit["message"]
+    assert overfit.ok is False and "does not generalize" in overfit.message
 
 
 # -- batch independence --------------------------------------------------------------------------------
@@ -101,7 +101,7 @@ def test_batch_independence_of_the_mlp():
     X, y = blobs()
     model = models.make_mlp(TrainConfig(dropout=0.2), 5, "classification", y, 3)
     verdict = checks.batch_independence(model, torch.from_numpy(X[:16]))
-    assert verdict["ok"] is True and verdict["other_inputs_reached"] == 0 and verdict["own_gradient"] > 0
+    assert verdict.ok is True and verdict.other_inputs_reached == 0 and verdict.own_gradient > 0
 
 
 @pytest.mark.parametrize("broken", ["mean", "batchnorm"])
@@ -110,7 +110,7 @@ def test_batch_independence_goes_red_when_the_batch_mixes(broken):
     mlp = models.make_mlp(TrainConfig(), 5, "classification", y, 3)
     model = MixesTheBatch(mlp) if broken == "mean" else nn.Sequential(nn.BatchNorm1d(5), mlp)
     verdict = checks.batch_independence(model, torch.from_numpy(X[:16]))
-    assert verdict["ok"] is False and verdict["other_inputs_reached"] == 15
+    assert verdict.ok is False and verdict.other_inputs_reached == 15
 
 
 # -- capacity ----------------------------------------------------------------------------------------------
@@ -119,11 +119,11 @@ def test_capacity_ladder_falls():
     make = lambda w: models.make_mlp(TrainConfig(), 5, "classification", y, 3, width=w)  # noqa: E731
     verdict = checks.capacity(make, torch.from_numpy(X), target_tensor(y, "classification"), "classification",
                               lr=3e-4, widths=[8, 16, 32, 64], steps=200)
-    assert verdict["ok"] is True, verdict["message"]
-    assert verdict["train_losses"][-1] < verdict["train_losses"][0]
+    assert verdict.ok is True, verdict.message
+    assert verdict.train_losses[-1] < verdict.train_losses[0]
     # a pass means it learned: the best width ended well under its loss at init (the prior's entropy here)
-    assert verdict["best_fall"] >= checks.CAPACITY_MIN_FALL
-    assert min(verdict["train_losses"]) <= (1 - checks.CAPACITY_MIN_FALL) * verdict["init_losses"][-1]
+    assert verdict.best_fall >= checks.CAPACITY_MIN_FALL
+    assert min(verdict.train_losses) <= (1 - checks.CAPACITY_MIN_FALL) * verdict.init_losses[-1]
 
 
 class DropsInput(nn.Module):
@@ -140,7 +140,7 @@ def test_capacity_goes_red_when_a_bigger_model_fits_worse():
 
     verdict = checks.capacity(make, torch.from_numpy(X), target_tensor(y, "classification"), "classification",
                               lr=3e-4, widths=[8, 16, 32, 64], steps=200)
-    assert verdict["ok"] is False and "rises with capacity at width 32" in verdict["message"]
+    assert verdict.ok is False and "rises with capacity at width 32" in verdict.message
 
 
 def test_capacity_is_inconclusive_when_the_ladder_does_not_move():
@@ -148,10 +148,10 @@ def test_capacity_is_inconclusive_when_the_ladder_does_not_move():
     make = lambda w: models.make_mlp(TrainConfig(), 5, "classification", y, 3, width=w)  # noqa: E731
     verdict = checks.capacity(make, torch.from_numpy(X), target_tensor(y, "classification"), "classification",
                               lr=0.0, widths=[8, 16, 32, 64], steps=50)
-    assert verdict["ok"] is None and verdict["message"].startswith("inconclusive"), verdict["message"]
-    assert verdict["best_fall"] < checks.CAPACITY_MIN_FALL
+    assert verdict.ok is None and verdict.message.startswith("inconclusive"), verdict.message
+    assert verdict.best_fall < checks.CAPACITY_MIN_FALL
     # nothing learned: every width ends where it started, at the loss at init
-    assert verdict["train_losses"] == pytest.approx(verdict["init_losses"])
+    assert verdict.train_losses == pytest.approx(verdict.init_losses)
 
 
 def test_capacity_is_inconclusive_on_a_target_of_huge_scale_with_few_steps():
@@ -162,13 +162,13 @@ def test_capacity_is_inconclusive_on_a_target_of_huge_scale_with_few_steps():
     make = lambda w: models.make_mlp(TrainConfig(), 5, "regression", y, 0, width=w)  # noqa: E731
     verdict = checks.capacity(make, torch.from_numpy(X), target_tensor(y, "regression"), "regression",
                               lr=3e-4, widths=[16, 32, 64, 128])
-    assert verdict["ok"] is None and "a verdict needs 20%" in verdict["message"], verdict["message"]
-    assert verdict["init_losses"][0] == pytest.approx(np.var(y), rel=1e-3)  # the start: the target's variance
+    assert verdict.ok is None and "a verdict needs 20%" in verdict.message, verdict.message
+    assert verdict.init_losses[0] == pytest.approx(np.var(y), rel=1e-3)  # the start: the target's variance
 
 
 # -- reproducibility -----------------------------------------------------------------------------------
 def test_reproducibility_verdicts():
-    assert checks.reproducibility({"val_loss": 0.5}, None)["ok"] is None
-    assert checks.reproducibility({"val_loss": 0.5}, {"val_loss": 0.5}, "r1")["ok"] is True
+    assert checks.reproducibility({"val_loss": 0.5}, None).ok is None
+    assert checks.reproducibility({"val_loss": 0.5}, {"val_loss": 0.5}, "r1").ok is True
     red = checks.reproducibility({"val_loss": 0.5}, {"val_loss": 0.51}, "r1")
-    assert red["ok"] is False and "differ" in red["message"]
+    assert red.ok is False and "differ" in red.message

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from recipe_core.__main__ import main
+from recipe_core.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 WINE = ROOT / "sample_data" / "wine.csv"
@@ -96,6 +96,23 @@ def test_a_real_process_prints_no_traceback(home, tmp_path):
                           capture_output=True, text=True, env={**os.environ, "RECIPE_HOME": str(home)})
     assert proc.returncode != 0 and proc.stdout == ""
     assert proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr
+
+
+HEAVY = ("torch", "sklearn", "optuna")
+
+
+def test_commands_that_never_train_never_load_torch(home, capsys):
+    # The whole process, __main__ included, as a person starts it: a top-level import of torch anywhere on a
+    # command's path costs every command seconds before its first line.
+    run_json(capsys, "ingest", WINE, "--name", "wine")
+    for argv in (["datasets"], ["runs"], ["profile", "wine"], ["query", "wine", "--where", "alcohol > 13"],
+                 ["labels", "sample", "wine", "--target", "cultivar"],
+                 ["labels", "summary", "wine", "--target", "cultivar"]):
+        proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "recipe_core", *argv, "--json"], cwd=ROOT,
+                              capture_output=True, text=True, env={**os.environ, "RECIPE_HOME": str(home)})
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        loaded = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import")}
+        assert "recipe_core.cli" in loaded and not loaded & set(HEAVY), (argv, sorted(loaded & set(HEAVY)))
 
 
 def test_train_and_runs(home, capsys):

@@ -4,9 +4,9 @@ import json
 
 import numpy as np
 import pytest
+from app_session import no_errors, start_app
 
 import recipe_core as rc
-from test_pages import no_errors, start_app
 
 
 @pytest.fixture(scope="module")

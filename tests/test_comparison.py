@@ -10,7 +10,7 @@ import recipe_core as rc
 from recipe_core.compare import comparison
 from recipe_core.compare.chart import ChartSpec
 from recipe_core.errors import BadInput
-from recipe_core.tracking.store import RunRecord
+from recipe_core.tracking.records import RunRecord
 
 pytestmark = pytest.mark.usefixtures("settings")
 
@@ -122,11 +122,11 @@ def test_figure_exports_html_and_json(settings, store):
 
 
 def test_reference_lines_apply_to_runs_of_one_target(settings, store):
-    from test_runs import SAMPLES, train
+    from trained import SAMPLES, train
 
-    from recipe_core.data import datasets
+    from recipe_core.data import ingest
 
-    wine = datasets.ingest_file(settings, store, SAMPLES / "wine.csv")
+    wine = ingest.ingest_file(settings, store, SAMPLES / "wine.csv")
     prior = train(settings, store, wine, "cultivar", model="prior")
     linear = train(settings, store, wine, "cultivar", model="linear", checks=False)
     refs = comparison.references(settings, store, [prior, linear], "val_loss")
@@ -139,7 +139,7 @@ def test_reference_lines_apply_to_runs_of_one_target(settings, store):
 
 
 def test_a_run_whose_process_stopped_beating_is_shown_and_filtered_as_lost(store, monkeypatch):
-    # The store derives "lost" when it reads a run (store.lost_after_s); the table shows what the store says.
+    # The store derives "lost" when it reads a run (heartbeat.lost_after_s); the table shows what the store says.
     alive = store.add_run(RunRecord(id="a", name="a", model="m", config={}, status="running"))
     dead = store.add_run(RunRecord(id="b", name="b", model="m", config={}, status="running",
                                    heartbeat=time.time() - 3600, host="box", pid=4242))

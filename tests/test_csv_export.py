@@ -9,7 +9,7 @@ import recipe_core as rc
 from recipe_core import csv_export
 from recipe_core.compare import comparison
 from recipe_core.labelling import labels
-from recipe_core.tracking.store import LabelEvent
+from recipe_core.tracking.records import LabelEvent
 
 LIVE = ["=HYPERLINK(\"http://x\")", "+1+2", "-3+cmd", "@SUM(1+1)", "\ttab", "\rcr"]
 

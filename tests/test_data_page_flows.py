@@ -2,12 +2,12 @@
 import json
 
 import pytest
+from app_session import APP, no_errors, open_data, start_app
 from streamlit.testing.v1 import AppTest
-from test_pages import APP, no_errors, open_data, start_app
 
 import ui
 from recipe_core.config import load_settings
-from recipe_core.data import datasets
+from recipe_core.data import ingest
 from recipe_core.safetext import markdown_literal
 from recipe_core.tracking.store import Store
 
@@ -28,7 +28,7 @@ def app(home, monkeypatch):
     store = Store(settings.store_url)
     record = next((r for r in store.list_datasets() if r.name == "rows400"), None)
     if record is None:
-        record = datasets.ingest_bytes(settings, store, CSV.encode(), source_name="rows400.csv", name="rows400")
+        record = ingest.ingest_bytes(settings, store, CSV.encode(), source_name="rows400.csv", name="rows400")
     at = start_app(home, monkeypatch)
     at.query_params["dataset"] = record.id
     at = open_data(at)
@@ -65,7 +65,7 @@ def detail_rows(at):
 def detail_values(at):
     """The detail panel's table as {column: value}."""
     (table,) = [d for d in at.dataframe if list(d.value.columns) == ["column", "value"]]
-    return dict(zip(table.value["column"], table.value["value"]))
+    return dict(zip(table.value["column"], table.value["value"], strict=True))
 
 
 def caption_count(at):
@@ -189,7 +189,7 @@ def test_the_banner_counts_missing_values_and_flags_zeros_and_names(home, monkey
     for i in range(32):
         size = "0" if i in (3, 9) else f"{5 + (i * 37 % 50) / 10:.1f}"  # 2 zeros; the rest from 5.0 up
         lines.append(f"{names[i]},{size},{'' if i in (1, 2, 3, 4) else i + 1},{'' if i in (7, 8, 9) else i % 5}")
-    record = datasets.ingest_bytes(settings, Store(settings.store_url), ("\n".join(lines) + "\n").encode(),
+    record = ingest.ingest_bytes(settings, Store(settings.store_url), ("\n".join(lines) + "\n").encode(),
                                    source_name="cars.csv", name="cars32")
     ui.catalog_changed()  # the sidebar's catalog is cached across AppTest runs of this process
     at = start_app(home, monkeypatch)

@@ -16,8 +16,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from recipe_core.data.datasets import ensure_samples, infer_kind, ingest_bytes, ingest_file
-from recipe_core.data.queries import snapshot_scan
+from recipe_core.data.db import snapshot_scan
+from recipe_core.data.ingest import ensure_samples, infer_kind, ingest_bytes, ingest_file
 from recipe_core.data.snapshot import FILE_ROW_NUMBER, ROW_ID, snapshot_path
 from recipe_core.errors import BadInput
 
@@ -333,7 +333,7 @@ def test_processes_ingesting_the_same_bytes_at_once(settings, store, tmp_path):
     path = write(tmp_path, "same.csv", "a,b\n" + "".join(f"{i},{i % 3}\n" for i in range(50_000)))
     code = (
         "import sys; from pathlib import Path; from recipe_core.config import load_settings;"
-        "from recipe_core.tracking.store import Store; from recipe_core.data.datasets import ingest_file;"
+        "from recipe_core.tracking.store import Store; from recipe_core.data.ingest import ingest_file;"
         "s = load_settings(); print(ingest_file(s, Store(s.store_url), Path(sys.argv[1])).id)"
     )
     procs = [subprocess.Popen([sys.executable, "-c", code, str(path)], cwd=ROOT, stdout=subprocess.PIPE,
@@ -440,7 +440,7 @@ def test_messy_xlsx_reads_as_pandas_read_it(settings, store, tmp_path):
 def test_excel_error_values_are_openpyxls(settings):
     from openpyxl.cell.cell import ERROR_CODES
 
-    from recipe_core.data.datasets import EXCEL_ERRORS
+    from recipe_core.data.xlsx import EXCEL_ERRORS
 
     assert set(EXCEL_ERRORS) == set(ERROR_CODES)
 

@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 
 from recipe_core.config import TrainConfig, load_settings
-from recipe_core.data import datasets
+from recipe_core.data import ingest
 from recipe_core.tracking.store import Store
-from recipe_core.training import features, runs, splits
+from recipe_core.training import artifacts, dataset, features, runs, splits
 
 
 def test_stratified_order_takes_every_class_then_in_proportion():
@@ -32,23 +32,23 @@ def sorted_by_label_with_copies(n_inputs=100, minority=0.1, copies=5, d=3, seed=
 
 def test_the_dynamics_batch_is_distinct_stratified_and_seeded():
     X, y = sorted_by_label_with_copies()
-    chosen = runs.dynamics_batch(features.input_groups(X), y, "classification", seed=0)
-    assert len(chosen) == runs.DYNAMICS_ROWS
-    assert len(np.unique(X[chosen], axis=0)) == runs.DYNAMICS_ROWS  # 16 distinct inputs, no copies
+    chosen = dataset.dynamics_batch(features.input_groups(X), y, "classification", seed=0)
+    assert len(chosen) == dataset.DYNAMICS_ROWS
+    assert len(np.unique(X[chosen], axis=0)) == dataset.DYNAMICS_ROWS  # 16 distinct inputs, no copies
     # 10% of the inputs are the minority class: it is there, about in proportion (16 x 10% = 1.6)
     assert np.bincount(y[chosen]).tolist() in ([14, 2], [15, 1])
     assert y[chosen].tolist() == sorted(y[chosen].tolist())  # ordered by label: the figure reads class by class
-    assert runs.dynamics_batch(features.input_groups(X), y, "classification", seed=0).tolist() == chosen.tolist()
-    assert runs.dynamics_batch(features.input_groups(X), y, "classification", seed=1).tolist() != chosen.tolist()
-    assert chosen.tolist() != list(range(runs.DYNAMICS_ROWS))  # not the lowest row ids (one row x5, one class)
+    assert dataset.dynamics_batch(features.input_groups(X), y, "classification", seed=0).tolist() == chosen.tolist()
+    assert dataset.dynamics_batch(features.input_groups(X), y, "classification", seed=1).tolist() != chosen.tolist()
+    assert chosen.tolist() != list(range(dataset.DYNAMICS_ROWS))  # not the lowest row ids (one row x5, one class)
 
 
 def test_the_dynamics_batch_never_repeats_an_input():
     X, y = sorted_by_label_with_copies(n_inputs=6, copies=10, minority=0.5)
-    chosen = runs.dynamics_batch(features.input_groups(X), y, "classification", seed=0)
+    chosen = dataset.dynamics_batch(features.input_groups(X), y, "classification", seed=0)
     assert len(chosen) == 6 and len(np.unique(X[chosen], axis=0)) == 6  # fewer distinct inputs: fewer examples
     values = np.linspace(0, 1, 60)
-    chosen = runs.dynamics_batch(features.input_groups(X), values, "regression", seed=0)
+    chosen = dataset.dynamics_batch(features.input_groups(X), values, "regression", seed=0)
     assert len(chosen) == 6 and values[chosen].tolist() == sorted(values[chosen].tolist())
 
 
@@ -61,12 +61,15 @@ def test_top_losses_show_each_distinct_input_once_with_its_count():
     data.val_groups = features.input_groups(data.X_val)
     p = {"A": [0.9, 0.1], "B": [0.3, 0.7], "C": [0.6, 0.4]}
     pred = np.array([p["A"], p["B"], p["A"], p["C"], p["A"], p["B"]])
-    top = runs.top_losses(data, pred)
+    top = artifacts.top_losses(data, pred)
     # by hand: A's worst rows are 12 and 14 (label 1, loss -ln 0.1); then C (-ln 0.6); then B (-ln 0.7)
-    assert [(t["row"], t["n_rows"], t["n_labels"]) for t in top] == [(12, 3, 2), (13, 1, 1), (11, 2, 1)]
-    assert [t["loss"] for t in top] == pytest.approx([-np.log(0.1), -np.log(0.6), -np.log(0.7)])
-    assert top[0]["label"] == "yes" and top[0]["predicted"] == "no" and top[0]["p_label"] == pytest.approx(0.1)
-    assert [t["row"] for t in runs.top_losses(data, pred, k=2)] == [12, 13]
+    assert [(t.row, t.n_rows, t.n_labels) for t in top] == [(12, 3, 2), (13, 1, 1), (11, 2, 1)]
+    assert [t.loss for t in top] == pytest.approx([-np.log(0.1), -np.log(0.6), -np.log(0.7)])
+    assert top[0].label == "yes" and top[0].predicted == "no" and top[0].p_label == pytest.approx(0.1)
+    assert [t.row for t in artifacts.top_losses(data, pred, k=2)] == [12, 13]
+    # stored as before: the keys the page's table shows, p_label only for classification
+    assert list(top[0].to_json()) == ["row", "label", "loss", "predicted", "p_label", "n_rows", "n_labels"]
+    assert artifacts.read("top_losses", [t.to_json() for t in top]) == top
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +86,7 @@ def duplicated_run(tmp_path_factory):
     frame = frame.sort_values("y", kind="stable").reset_index(drop=True)
     path = home.parent / "duplicated.csv"
     frame.to_csv(path, index=False)
-    record = datasets.ingest_file(settings, store, path)
+    record = ingest.ingest_file(settings, store, path)
     run = runs.create(store, record, "y", TrainConfig(model="mlp", epochs=5, checks=False))
     run = runs.execute(settings, store, run.id)
     assert run.status == "finished", run.reason
@@ -94,7 +97,7 @@ def test_the_runs_fixed_batch_is_distinct_inputs_of_both_classes(duplicated_run)
     store, run, frame = duplicated_run
     dyn = store.get_json(run.id, "dynamics")
     shown = frame.iloc[dyn["rows"]]
-    assert len(dyn["rows"]) == runs.DYNAMICS_ROWS and not shown[["a", "b"]].duplicated().any()
+    assert len(dyn["rows"]) == dataset.DYNAMICS_ROWS and not shown[["a", "b"]].duplicated().any()
     assert set(dyn["labels"]) == {"down", "up"} and dyn["labels"] == shown["y"].tolist()
     assert all(len(p) == len(dyn["rows"]) for _, p in dyn["snapshots"])  # every snapshot predicts that batch
     split = splits.load(store.get_split(run.dataset_id, "y"))
@@ -118,6 +121,6 @@ def test_top_losses_and_the_batch_view_group_identical_inputs(duplicated_run):
     assert batch["batch_rows"] == 64 == sum(batch["n_rows"]) == len({r for ids in batch["row_ids"] for r in ids})
     assert not frame.iloc[batch["rows"]][["a", "b"]].duplicated().any()  # one entry per distinct input
     assert len(batch["values"]) == len(batch["rows"]) == len(batch["labels"]) == len(batch["decoded"]["a"])
-    for row, ids, labels in zip(batch["rows"], batch["row_ids"], batch["row_labels"]):
+    for row, ids, labels in zip(batch["rows"], batch["row_ids"], batch["row_labels"], strict=True):
         assert ids[0] == row and (frame.iloc[ids][["a", "b"]] == frame.loc[row, ["a", "b"]]).all().all()
         assert labels == frame.iloc[ids]["y"].tolist()

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from recipe_core.config import TrainConfig
-from recipe_core.data import datasets
+from recipe_core.data import ingest
 from recipe_core.search import ensembles
 from recipe_core.training import evaluation, runs
 
@@ -49,7 +49,7 @@ def test_regression_loss_intervals_stay_non_negative():
 
 
 def test_top_k_leaves_out_a_run_trained_on_part_of_the_training_split(settings, store):
-    wine = datasets.ingest_file(settings, store, SAMPLES / "wine.csv")
+    wine = ingest.ingest_file(settings, store, SAMPLES / "wine.csv")
 
     def train(**config):
         queued = runs.create(store, wine, "cultivar", TrainConfig(checks=False, **config))

@@ -8,12 +8,12 @@ import pytest
 from sklearn.metrics import log_loss, mean_squared_error
 
 from recipe_core.config import TrainConfig, load_settings
-from recipe_core.data import datasets
+from recipe_core.data import ingest
 from recipe_core.errors import BadInput
 from recipe_core.search import ensembles
 from recipe_core.tracking import api as tracking
 from recipe_core.tracking.store import Store
-from recipe_core.training import runs, splits
+from recipe_core.training import artifacts, runs, splits
 
 SAMPLES = Path(__file__).resolve().parents[1] / "sample_data"
 
@@ -25,8 +25,8 @@ class Lab:
         home.mkdir()
         self.settings = load_settings({"RECIPE_HOME": str(home)})
         self.store = Store(self.settings.store_url)
-        self.wine = datasets.ingest_file(self.settings, self.store, SAMPLES / "wine.csv")
-        self.diabetes = datasets.ingest_file(self.settings, self.store, SAMPLES / "diabetes.csv")
+        self.wine = ingest.ingest_file(self.settings, self.store, SAMPLES / "wine.csv")
+        self.diabetes = ingest.ingest_file(self.settings, self.store, SAMPLES / "diabetes.csv")
         self.prior = self.train(self.wine, "cultivar", model="prior")
         self.linear = self.train(self.wine, "cultivar", model="linear")
         self.gbm = self.train(self.wine, "cultivar", model="gbm", gbm_iterations=50)
@@ -41,7 +41,7 @@ class Lab:
         return run
 
     def predictions(self, run_id):
-        return runs.load_predictions(self.store.get_artifact(run_id, "val_predictions"))
+        return artifacts.load_predictions(self.store.get_artifact(run_id, "val_predictions"))
 
     def ensemble(self, *members, **kwargs):
         return ensembles.create(self.settings, self.store, [m if isinstance(m, str) else m.id for m in members],

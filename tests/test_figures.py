@@ -7,10 +7,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from recipe_core import figures as F
-from recipe_core.data import profiles as P
-from recipe_core.data.queries import DatasetDB
+from recipe_core.data import distributions
+from recipe_core.data import profile as P
+from recipe_core.data.db import DatasetDB
+from recipe_core.data.records import Column, DatasetRecord
 from recipe_core.data.snapshot import ROW_ID
-from recipe_core.tracking.store import Column, DatasetRecord
 
 EVIL = '<script>alert("x")</script><b>bold</b><a href="javascript:alert(1)">x</a> & %{x}'
 
@@ -162,7 +163,7 @@ def test_user_text_is_escaped_everywhere():
 
 
 def test_builders_draw_what_profiles_return(settings):
-    # The two modules agree on column names: real outputs of profiles.py go straight into the builders.
+    # The two modules agree on column names: real outputs of data/ go straight into the builders.
     rng = np.random.default_rng(0)
     n = 300
     y = rng.choice(["a", EVIL], n)
@@ -175,15 +176,15 @@ def test_builders_draw_what_profiles_return(settings):
     db = DatasetDB(settings, DatasetRecord(id="f", name="f", source_name="f.csv", fmt="csv", n_rows=n, columns=cols,
                                            snapshot="f.parquet"))
     try:
-        assert len(F.histogram_figure(P.histogram(db, "x"), "x", "numeric").data[0].x) == 30
-        assert len(F.histogram_figure(P.histogram(db, "c"), "c", "categorical").data[0].x) == 2
-        assert_no_markup_from_data(F.class_balance_figure(P.value_counts(db, "y"), "y"))
+        assert len(F.histogram_figure(distributions.histogram(db, "x"), "x", "numeric").data[0].x) == 30
+        assert len(F.histogram_figure(distributions.histogram(db, "c"), "c", "categorical").data[0].x) == 2
+        assert_no_markup_from_data(F.class_balance_figure(distributions.value_counts(db, "y"), "y"))
         for feature in ("x", "c"):
-            fig = F.target_relation_figure(P.target_relation(db, feature, "y", "classification"), feature, "y",
+            fig = F.target_relation_figure(distributions.target_relation(db, feature, "y", "classification"), feature, "y",
                                            "classification")
             assert len(fig.data) == 2
             assert_no_markup_from_data(fig)
-            assert len(F.target_relation_figure(P.target_relation(db, feature, "r", "regression"), feature, "r",
+            assert len(F.target_relation_figure(distributions.target_relation(db, feature, "r", "regression"), feature, "r",
                                                 "regression").data) >= 1
         assert len(F.missing_figure(P.profile_table(P.profile(db))).data) == 0
     finally:

@@ -18,7 +18,9 @@ from tensorboard.compat.proto import event_pb2, summary_pb2, tensor_pb2
 from tensorboard.summary.writer.record_writer import RecordWriter
 
 from recipe_core.errors import BadInput
-from recipe_core.tracking.importers import MAX_SERIES, _masked_crc32c, import_path, import_zip
+from recipe_core.tracking.importers import import_path, import_zip
+from recipe_core.tracking.importers.series import MAX_SERIES
+from recipe_core.tracking.importers.tensorboard import masked_crc32c
 
 REPO = Path(__file__).resolve().parents[1]
 MB = 1 << 20
@@ -77,11 +79,11 @@ def write_events(path: Path, payloads: list[bytes]) -> None:
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
     heads = np.zeros((len(sizes), 12), np.uint8)
     heads[:, :8] = np.frombuffer(sizes.astype("<u8").tobytes(), np.uint8).reshape(-1, 8)
-    heads[:, 8:] = _crc_bytes(_masked_crc32c(heads[:, :8].ravel(), np.arange(len(sizes)) * 8, 8))
+    heads[:, 8:] = _crc_bytes(masked_crc32c(heads[:, :8].ravel(), np.arange(len(sizes)) * 8, 8))
     tails = np.zeros((len(sizes), 4), np.uint8)
     for size in np.unique(sizes).tolist():
         members = np.flatnonzero(sizes == size)
-        tails[members] = _crc_bytes(_masked_crc32c(body, starts[members], size))
+        tails[members] = _crc_bytes(masked_crc32c(body, starts[members], size))
     heads, tails = heads.tobytes(), tails.tobytes()
     pieces = [b""] * (3 * len(payloads))
     pieces[0::3] = [heads[i:i + 12] for i in range(0, len(heads), 12)]
@@ -176,7 +178,7 @@ def test_an_event_declaring_a_huge_length_is_refused_before_it_is_read(store, tm
     # A length whose own CRC is right, then 80 MB: TensorBoard's reader reads all of it (three copies) and spends
     # ~30 s on its pure-Python CRC before finding the payload's wrong.
     length = struct.pack("<Q", 80 * MB)
-    crc = int(_masked_crc32c(np.frombuffer(length, np.uint8), np.zeros(1, np.int64), 8)[0])
+    crc = int(masked_crc32c(np.frombuffer(length, np.uint8), np.zeros(1, np.int64), 8)[0])
     path = tmp_path / "tb" / "events.out.tfevents.1"
     write_events(path, [file_version(1.7e9)])
     with open(path, "ab") as f:

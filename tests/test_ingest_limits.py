@@ -20,7 +20,7 @@ CHILD = """
 import json, sys, time
 from pathlib import Path
 from recipe_core.config import load_settings
-from recipe_core.data.datasets import ingest_bytes
+from recipe_core.data.ingest import ingest_bytes
 from recipe_core.errors import BadInput
 from recipe_core.tracking.store import Store
 

@@ -6,7 +6,7 @@ import time
 from trained import wait_for
 
 from recipe_core.config import TrainConfig
-from recipe_core.tracking import store as store_module
+from recipe_core.tracking.heartbeat import lost_after_s
 from recipe_core.training import jobs, runs
 
 
@@ -53,7 +53,7 @@ def test_a_queued_run_cancels_without_a_process(settings, store, wine):
 def test_a_run_whose_job_vanished_reads_lost_without_anyone_reaping_it(settings, store, wine):
     run = runs.create(store, wine, "cultivar", TrainConfig(model="linear"))
     store.update_run(run.id, status="running", pid=2**22 + 12345, host="elsewhere",
-                     heartbeat=time.time() - store_module.lost_after_s() - 1)
+                     heartbeat=time.time() - lost_after_s() - 1)
     lost = store.get_run(run.id)
     assert lost.status == "lost" and not lost.active and "elsewhere pid 4206649" in lost.reason
     assert [r.status for r in store.list_runs()] == ["lost"]

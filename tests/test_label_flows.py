@@ -1,15 +1,16 @@
 """The Label page on duplicated, noisy data (AppTest through the entrypoint): each input is asked once with the
 number of rows that share it, and identical inputs with different targets are reported as ambiguous, apart from
 the suspect labels."""
+from types import SimpleNamespace
 from urllib.parse import parse_qs
 
 import pandas as pd
 import pytest
-from test_pages import choose_dataset, no_errors, start_app
+from app_session import choose_dataset, no_errors, start_app
 
 from recipe_core.config import load_settings
-from recipe_core.data import datasets
-from recipe_core.labelling import labels
+from recipe_core.data import ingest
+from recipe_core.labelling import labels, progress
 from recipe_core.tracking.store import Store
 
 # 40 inputs in 3 identical rows each (they agree on y), and 3 inputs in 30 rows each that do not (20 a, 10 b)
@@ -32,7 +33,7 @@ def noisy(home, monkeypatch, tmp_path):
     store = Store(settings.store_url)
     path = tmp_path / "noisy.csv"
     FRAME.to_csv(path, index=False)
-    record = datasets.ingest_file(settings, store, path)
+    record = ingest.ingest_file(settings, store, path)
     return settings, store, record, labels.baseline(settings, store, record, "y")
 
 
@@ -81,3 +82,18 @@ def test_ambiguous_inputs_are_reported_apart_from_suspect_labels(home, monkeypat
     table = next(d.value for d in at.dataframe if "dataset labels" in d.value)
     assert sorted(table["item"]) == sorted(noisy_items)
     assert set(table["dataset labels"]) == {"a ×20, b ×10"} and set(table["rows"]) == {30}
+
+
+def test_progress_counts_my_latest_labels_and_resumes_at_the_first_gap():
+    def event(who, item, label):
+        return SimpleNamespace(annotator=who, item=item, label=label)
+
+    base = SimpleNamespace(items=[10, 11, 12, 13])
+    events = [event("ann", 10, "a"), event("bob", 11, "b"), event("ann", 12, None), event("ann", 10, "b")]
+    own = progress.progress(base, events, "ann")
+    assert own.done == 2 and own.n_items == 4 and own.resume_at == 1 and not own.finished
+    assert own.mine[10].label == "b" and own.mine[12].label is None  # the latest counts; a skip is labelled
+    everything = events + [event("ann", 11, "a"), event("ann", 13, "a")]
+    done = progress.progress(base, everything, "ann")
+    assert done.finished and done.resume_at == 0
+    assert progress.progress(base, events, "cem").resume_at == 0

@@ -10,12 +10,14 @@ import time
 from pathlib import Path
 
 import pytest
-from test_store import BACKENDS, record, store_url  # noqa: F401  (the SQLite/PostgreSQL fixture)
+from snapshots import record
 
 import recipe_core as rc
 from recipe_core.errors import BadInput, RecipeError
 from recipe_core.labelling import labels
-from recipe_core.tracking.store import Comment, LabelEvent, RunRecord, Store, lost_after_s
+from recipe_core.tracking.heartbeat import lost_after_s
+from recipe_core.tracking.records import Comment, LabelEvent, RunRecord
+from recipe_core.tracking.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 BEAT = "0.3"  # seconds between heartbeats in these tests: a run reads lost after 6 silent beats (1.8 s)

@@ -10,9 +10,9 @@ import torch
 from torch import nn
 
 from recipe_core.config import TrainConfig
-from recipe_core.data import datasets
+from recipe_core.data import ingest
 from recipe_core.training import checks, features, models, runs
-from recipe_core.training.train import target_tensor
+from recipe_core.training.loop import target_tensor
 
 
 def noisy_batch(task):
@@ -56,10 +56,10 @@ def test_overfit_one_batch_passes_at_the_floor_of_a_noisy_batch(task):
     model = models.make_mlp(TrainConfig(), 5, task, y, 3)
     verdict = checks.overfit_one_batch(model, X, yt, task, lr=3e-4)
     floor = math.log(2) / 2 if task == "classification" else 2.5
-    assert verdict["ok"] is True, verdict["message"]
-    assert verdict["floor"] == pytest.approx(floor) and verdict["n_ambiguous"] == 4
-    assert floor <= verdict["final_loss"] <= verdict["threshold"]  # nothing can go under the floor
-    assert f"floor {floor:.3g} from 4 identical inputs with different labels" in verdict["message"]
+    assert verdict.ok is True, verdict.message
+    assert verdict.floor == pytest.approx(floor) and verdict.n_ambiguous == 4
+    assert floor <= verdict.final_loss <= verdict.threshold  # nothing can go under the floor
+    assert f"floor {floor:.3g} from 4 identical inputs with different labels" in verdict.message
 
 
 class DropsInput(nn.Module):
@@ -75,8 +75,8 @@ def test_overfit_one_batch_still_goes_red_on_a_noisy_batch(broken):
         model = nn.Sequential(DropsInput(), model)
     verdict = checks.overfit_one_batch(model, X, yt, "classification", lr=0.0 if broken.startswith("zero") else 3e-4,
                                        max_steps=600)
-    assert verdict["ok"] is False and "cannot fit even one batch" in verdict["message"]
-    assert verdict["final_loss"] > verdict["floor"] + checks.OVERFIT_CLASS_LOSS
+    assert verdict.ok is False and "cannot fit even one batch" in verdict.message
+    assert verdict.final_loss > verdict.floor + checks.OVERFIT_CLASS_LOSS
 
 
 def test_distinct_inputs_come_first_then_repeats():
@@ -103,7 +103,7 @@ def duplicated_table(path, n_inputs, n_rows, flip, seed=0):
 
 @pytest.mark.parametrize("n_inputs, flip", [(40, 0.2), (3, 0.5)])
 def test_a_run_on_duplicated_rows_overfits_distinct_inputs_and_passes(settings, store, tmp_path, n_inputs, flip):
-    record = datasets.ingest_file(settings, store, duplicated_table(tmp_path / "dup.csv", n_inputs, 400, flip))
+    record = ingest.ingest_file(settings, store, duplicated_table(tmp_path / "dup.csv", n_inputs, 400, flip))
     run = runs.execute(settings, store, runs.create(store, record, "y", TrainConfig(model="mlp", epochs=5)).id)
     assert run.status == "finished", run.reason
     over = run.checks["overfit_one_batch"]

@@ -1,15 +1,14 @@
 """Every page renders through the entrypoint (AppTest); the Data page's upload, filter, search, sort and paging."""
 import time
-from pathlib import Path
 
 import pytest
+from app_session import APP, choose_dataset, no_errors, open_data, open_train, start_app
 from streamlit.testing.v1 import AppTest
 
 from recipe_core.config import load_settings
 from recipe_core.safetext import markdown_literal
 from recipe_core.tracking.store import Store
 
-APP = Path(__file__).resolve().parents[1] / "app.py"
 PAGES = ["pages/data.py", "pages/label.py", "pages/train.py", "pages/compare.py", "pages/tune.py"]
 
 
@@ -18,38 +17,9 @@ def home(tmp_path_factory):
     return tmp_path_factory.mktemp("recipe_home")
 
 
-def start_app(home, monkeypatch) -> AppTest:
-    """The app through its entrypoint, on its own RECIPE_HOME and default settings, after a first clean run."""
-    monkeypatch.setenv("RECIPE_HOME", str(home))
-    monkeypatch.delenv("RECIPE_STORE_URL", raising=False)
-    monkeypatch.delenv("RECIPE_MAX_UPLOAD_MB", raising=False)
-    at = AppTest.from_file(str(APP), default_timeout=120)
-    at.run()
-    assert not at.exception, at.exception
-    return at
-
-
 @pytest.fixture
 def app(home, monkeypatch):
     return start_app(home, monkeypatch)
-
-
-def no_errors(at):
-    assert not at.exception, [e.value for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
-
-
-def open_data(at, **params):
-    at.query_params.update(params)
-    at.switch_page("pages/data.py").run()
-    no_errors(at)
-    return at
-
-
-def choose_dataset(at, name):
-    box = at.sidebar.selectbox(key="w_dataset")
-    box.select_index(box.options.index(name)).run()
-    no_errors(at)
 
 
 @pytest.mark.parametrize("page", PAGES)
@@ -212,7 +182,8 @@ def test_wide_and_long_cells_do_not_break_the_page(app):
     assert app.dataframe[0].value.shape == (20, 5000)
 
     long_text = "x" * 2_000_000
-    app.file_uploader(key="upload_file").set_value(("long.csv", f"id,text\n1,{long_text}\n2,short\n".encode(), "text/csv"))
+    app.file_uploader(key="upload_file").set_value(("long.csv", f"id,text\n1,{long_text}\n2,short\n".encode(),
+                                                    "text/csv"))
     next(b for b in app.button if b.label == "Add dataset").click().run()
     no_errors(app)
     app.segmented_control(key="data_view").set_value("Rows").run()
@@ -232,14 +203,6 @@ def test_a_link_to_a_row_opens_its_detail(app):
 
 
 # -- the Train page ------------------------------------------------------------------------------------------
-def open_train(at, dataset, target):
-    at.switch_page("pages/train.py").run()
-    choose_dataset(at, dataset)
-    at.sidebar.selectbox(key="w_target").select(target).run()
-    no_errors(at)
-    return at
-
-
 def train_on_page(at, model, timeout=180, **numbers):
     at.segmented_control(key="train_model").set_value(model)
     for key, value in numbers.items():

@@ -4,9 +4,10 @@ Each fires on a hand-built broken case with hand-computed counts, and stays quie
 """
 import numpy as np
 import pytest
-from test_profiles import kinds_of, make, warned  # noqa: F401  (make is a fixture)
+from snapshots import kinds_of
 
-from recipe_core.data import profiles as P
+from recipe_core.data import profile as P
+from recipe_core.data import sizing
 
 CARS = ["Mazda RX4", "Mazda RX4 Wag", "Datsun 710", "Hornet 4 Drive", "Hornet Sportabout", "Valiant", "Duster 360",
         "Merc 240D", "Merc 230", "Merc 280", "Merc 280C", "Merc 450SE", "Merc 450SL", "Merc 450SLC",
@@ -22,9 +23,9 @@ def gaps(n, where):
 
 # -- missing values: one line with every column's count --------------------------------------------------------
 
-@pytest.mark.parametrize("long_max_rows", [P.LONG_MAX_ROWS, 10])
+@pytest.mark.parametrize("long_max_rows", [sizing.LONG_MAX_ROWS, 10])
 def test_thirteen_missing_values_in_five_columns(make, monkeypatch, long_max_rows):
-    monkeypatch.setattr(P, "LONG_MAX_ROWS", long_max_rows)
+    monkeypatch.setattr(sizing, "LONG_MAX_ROWS", long_max_rows)
     n = 40
     data = {
         "a": gaps(n, {1, 5, 9, 30}),  # 4
@@ -80,9 +81,9 @@ def legitimate_zeros(n=200) -> dict:
             "concavity": concavity.tolist()}
 
 
-@pytest.mark.parametrize("long_max_rows", [P.LONG_MAX_ROWS, 10])  # unpivoted path, and the wide-query path
+@pytest.mark.parametrize("long_max_rows", [sizing.LONG_MAX_ROWS, 10])  # unpivoted path, and the wide-query path
 def test_zeros_that_stand_apart_are_flagged_with_their_count(make, monkeypatch, long_max_rows):
-    monkeypatch.setattr(P, "LONG_MAX_ROWS", long_max_rows)
+    monkeypatch.setattr(sizing, "LONG_MAX_ROWS", long_max_rows)
     z = lengths()
     z[[3, 17, 40, 41, 99, 150, 151]] = 0.0  # a length of 0: 7 zeros
     pressure = np.clip(np.round(np.random.default_rng(1).normal(72, 12, 200)), 24, None).astype(int)

@@ -4,65 +4,16 @@ import math
 import time
 from datetime import datetime, timedelta
 
-import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
+from snapshots import kinds_of, warned
 
-from recipe_core.data import profiles as P
-from recipe_core.data.queries import DatasetDB
-from recipe_core.data.snapshot import ROW_ID
+from recipe_core.data import distributions, sizing
+from recipe_core.data import profile as P
+from recipe_core.data.target import task_of
 from recipe_core.errors import BadInput, NotFound
-from recipe_core.tracking.store import Column, DatasetRecord
-
-# -- snapshots made directly: Parquet with __row_id first, and its catalog record ---------------------------
-
-def _kind(dtype: str, values) -> str:
-    if dtype == "BOOLEAN":
-        return "boolean"
-    if dtype.startswith(("TIMESTAMP", "DATE")):
-        return "datetime"
-    if dtype == "VARCHAR":
-        s = pd.Series(values, dtype=object).dropna()
-        small = s.nunique() <= max(20, 0.05 * len(values)) and (s.str.len().mean() if len(s) else 0) < 40
-        return "categorical" if small else "text"
-    return "numeric"
-
-
-@pytest.fixture
-def make(settings):
-    opened = []
-
-    def make(columns: dict, kinds: dict | None = None, name: str = "t") -> DatasetDB:
-        n = len(next(iter(columns.values())))
-        # pa.array keeps NaN as NaN (only None becomes NULL), like a CSV with "nan" in it.
-        arrays = {ROW_ID: pa.array(np.arange(n, dtype=np.int64))}
-        arrays.update({k: v if isinstance(v, pa.Array) else pa.array(v) for k, v in columns.items()})
-        settings.snapshots_dir.mkdir(parents=True, exist_ok=True)
-        path = settings.snapshots_dir / f"{name}.parquet"
-        pq.write_table(pa.table(arrays), path, row_group_size=100_000, compression="zstd")
-        types = {r[0]: r[1] for r in duckdb.connect().execute("DESCRIBE SELECT * FROM read_parquet(?)",
-                                                              [str(path)]).fetchall()}
-        cols = tuple(Column(k, types[k], (kinds or {}).get(k) or _kind(types[k], v)) for k, v in columns.items())
-        record = DatasetRecord(id=name, name=name, source_name=f"{name}.csv", fmt="csv", n_rows=n, columns=cols,
-                               snapshot=path.name)
-        db = DatasetDB(settings, record)
-        opened.append(db)
-        return db
-
-    yield make
-    for db in opened:
-        db.close()
-
-
-def kinds_of(prof, kind):
-    return [w for w in prof.warnings if w.kind == kind]
-
-
-def warned(prof, kind, column):
-    return any(w.kind == kind and w.column == column for w in prof.warnings)
 
 
 def mixed_frame(n=400, seed=0) -> dict:
@@ -84,9 +35,9 @@ def mixed_frame(n=400, seed=0) -> dict:
 
 # -- the numbers, against pandas --------------------------------------------------------------------------
 
-@pytest.mark.parametrize("long_max_rows", [P.LONG_MAX_ROWS, 10])  # unpivoted path, and the wide-query path
+@pytest.mark.parametrize("long_max_rows", [sizing.LONG_MAX_ROWS, 10])  # unpivoted path, and the wide-query path
 def test_profile_numbers_match_pandas(make, monkeypatch, long_max_rows):
-    monkeypatch.setattr(P, "LONG_MAX_ROWS", long_max_rows)
+    monkeypatch.setattr(sizing, "LONG_MAX_ROWS", long_max_rows)
     data = mixed_frame()
     df = pd.DataFrame(data)
     prof = P.profile(make(data))
@@ -127,8 +78,8 @@ def test_profile_numbers_match_pandas(make, monkeypatch, long_max_rows):
 
 def test_profile_sketches_on_large_data_stay_close(make, monkeypatch):
     # Above EXACT_MAX_ROWS distinct counts and quantiles come from sketches: close, not exact.
-    monkeypatch.setattr(P, "EXACT_MAX_ROWS", 1000)
-    monkeypatch.setattr(P, "LONG_MAX_ROWS", 1000)
+    monkeypatch.setattr(sizing, "EXACT_MAX_ROWS", 1000)
+    monkeypatch.setattr(sizing, "LONG_MAX_ROWS", 1000)
     rng = np.random.default_rng(1)
     n = 20_000
     data = {"u": rng.uniform(0, 100, n), "code": rng.integers(0, 3000, n), "id": np.arange(n)}
@@ -305,8 +256,8 @@ def test_leakage_in_a_wide_table_uses_the_same_verdicts(make, monkeypatch):
             "label": label.tolist()}
     db = make(data)
     verdicts = []
-    for long_rows in (P.LONG_MAX_ROWS, 10):
-        monkeypatch.setattr(P, "LONG_MAX_ROWS", long_rows)
+    for long_rows in (sizing.LONG_MAX_ROWS, 10):
+        monkeypatch.setattr(sizing, "LONG_MAX_ROWS", long_rows)
         verdicts.append([(w.column, round(w.value, 6)) for w in kinds_of(P.profile(db, target="label"), "leakage")])
     assert verdicts[0] == verdicts[1] and [c for c, _ in verdicts[0]] == ["leak"]
 
@@ -324,9 +275,9 @@ def test_awkward_column_names(make):
     assert [c.name for c in prof.columns] == names
     assert prof.column('a "quoted" name').mean == pytest.approx(np.mean(data['a "quoted" name']))
     for name in names:
-        assert P.histogram(db, name)["count"].sum() == 100
-    assert P.target_relation(db, "select", "k", "classification")["count"].sum() == 100
-    assert P.target_relation(db, "naïve café ☕", "y", "regression")["count"].sum() == 100
+        assert distributions.histogram(db, name)["count"].sum() == 100
+    assert distributions.target_relation(db, "select", "k", "classification")["count"].sum() == 100
+    assert distributions.target_relation(db, "naïve café ☕", "y", "regression")["count"].sum() == 100
 
 
 def test_kind_overrides(make):
@@ -337,7 +288,7 @@ def test_kind_overrides(make):
     assert z.kind == "categorical" and z.quantiles == {} and z.top_values[0] == (10115, 50)
     # The view TRY_CASTs the text: "x" becomes missing.
     assert t.kind == "numeric" and t.dtype == "DOUBLE" and t.n == 50 and t.mean == pytest.approx(2.0)
-    assert list(P.histogram(db, "zip")["value"]) == [10115, 10117, 20095]
+    assert list(distributions.histogram(db, "zip")["value"]) == [10115, 10117, 20095]
 
 
 def test_unknown_columns_and_bad_arguments(make):
@@ -345,13 +296,13 @@ def test_unknown_columns_and_bad_arguments(make):
     with pytest.raises(NotFound, match="no column 'nope'"):
         P.profile(db, target="nope")
     with pytest.raises(NotFound):
-        P.histogram(db, "nope")
+        distributions.histogram(db, "nope")
     with pytest.raises(NotFound):
         P.profile(db).column("nope")
     with pytest.raises(BadInput):
-        P.target_relation(db, "a", "a", "clustering")
+        distributions.target_relation(db, "a", "a", "clustering")
     with pytest.raises(BadInput):
-        P.histogram(db, "a", bins=0)
+        distributions.histogram(db, "a", bins=0)
 
 
 def test_task_of(make):
@@ -359,11 +310,11 @@ def test_task_of(make):
     db = make({"real": rng.normal(size=200).tolist(), "binary": rng.integers(0, 2, 200).tolist(),
                "twenty": (np.arange(200) % 20).tolist(), "twentyone": (np.arange(200) % 21).tolist(),
                "word": rng.choice(["a", "b"], 200).tolist()})
-    assert P.task_of(db, "real") == "regression"
-    assert P.task_of(db, "binary") == "classification"
-    assert P.task_of(db, "twenty") == "classification"
-    assert P.task_of(db, "twentyone") == "regression"
-    assert P.task_of(db, "word") == "classification"
+    assert task_of(db, "real") == "regression"
+    assert task_of(db, "binary") == "classification"
+    assert task_of(db, "twenty") == "classification"
+    assert task_of(db, "twentyone") == "regression"
+    assert task_of(db, "word") == "classification"
 
 
 def test_profile_table_and_json(make):
@@ -380,7 +331,7 @@ def test_profile_table_and_json(make):
 def test_numeric_histogram_matches_numpy(make):
     rng = np.random.default_rng(13)
     v = rng.gamma(2.0, 3.0, 1000)
-    h = P.histogram(make({"v": v.tolist()}), "v", bins=25)
+    h = distributions.histogram(make({"v": v.tolist()}), "v", bins=25)
     assert list(h.columns) == ["bin_start", "bin_end", "count"] and len(h) == 25
     counts, edges = np.histogram(v, bins=25, range=(v.min(), v.max()))
     assert np.allclose(h["bin_start"], edges[:-1]) and np.allclose(h["bin_end"], edges[1:])
@@ -399,30 +350,30 @@ def test_histogram_special_cases(make):
         "when": [datetime(2020, 1, 1) + timedelta(days=i) for i in range(n)],
         "empty": pa.array([None] * n, type=pa.float64()),
     })
-    const = P.histogram(db, "const")
+    const = distributions.histogram(db, "const")
     assert const.to_dict("list") == {"bin_start": [3.5], "bin_end": [3.5], "count": [n]}
-    weird = P.histogram(db, "weird")
+    weird = distributions.histogram(db, "weird")
     assert weird["count"].sum() == n - 3 and weird.attrs == {"n_missing": 1, "n_nan": 1, "n_inf": 1}
-    small = P.histogram(db, "small_int")  # one bin per whole value
+    small = distributions.histogram(db, "small_int")  # one bin per whole value
     assert list(small["bin_start"]) == [-0.5, 0.5, 1.5, 2.5, 3.5] and list(small["count"]) == [8] * 5
-    flag = P.histogram(db, "flag")
+    flag = distributions.histogram(db, "flag")
     assert flag.to_dict("list") == {"value": [False, True], "count": [30, 10]}
-    when = P.histogram(db, "when", bins=4)
+    when = distributions.histogram(db, "when", bins=4)
     assert when["count"].tolist() == [10, 10, 10, 10] and when["bin_start"].iloc[0] == pd.Timestamp("2020-01-01")
-    assert P.histogram(db, "empty").empty
+    assert distributions.histogram(db, "empty").empty
 
 
 def test_categorical_histogram_top20_and_other(make):
     values = [f"v{i:02d}" for i in range(30) for _ in range(30 - i)]  # 30 values, counts 30..1
     db = make({"c": values, "t": [f"some text {'x' * (i % 13)}" for i in range(len(values))]},
               kinds={"c": "categorical", "t": "text"})
-    h = P.histogram(db, "c")
+    h = distributions.histogram(db, "c")
     assert list(h.columns) == ["value", "count"] and len(h) == 21
     assert h["value"].iloc[0] == "v00" and h["count"].iloc[0] == 30
-    assert h["value"].iloc[-1] == P.OTHER and h["count"].iloc[-1] == sum(range(1, 11))
+    assert h["value"].iloc[-1] == distributions.OTHER and h["count"].iloc[-1] == sum(range(1, 11))
     assert h["count"].sum() == len(values)
     lengths = pd.Series([len(s) for s in db_values(db, "t")])
-    th = P.histogram(db, "t")
+    th = distributions.histogram(db, "t")
     assert th["count"].sum() == len(values) and th["bin_start"].min() == lengths.min() - 0.5
     for _, r in th.iterrows():
         assert r["count"] == ((lengths > r["bin_start"]) & (lengths < r["bin_end"])).sum()
@@ -436,7 +387,7 @@ def test_value_counts_matches_pandas(make):
     rng = np.random.default_rng(14)
     values = rng.choice(list("abcdefgh"), 500, p=[0.3, 0.2, 0.15, 0.12, 0.1, 0.08, 0.04, 0.01]).tolist()
     values[:7] = [None] * 7
-    vc = P.value_counts(make({"c": values}), "c", k=5)
+    vc = distributions.value_counts(make({"c": values}), "c", k=5)
     expected = pd.Series(values, dtype=object).value_counts().sort_index().sort_values(ascending=False, kind="stable")
     assert list(vc.columns) == ["value", "count"]
     assert list(zip(vc["value"], vc["count"])) == list(expected.head(5).items())
@@ -453,11 +404,11 @@ def test_target_relation_classification(make):
             "color": rng.choice(["red", "green"], n).tolist()}
     db = make(data)
     df = pd.DataFrame(data)
-    hist = P.target_relation(db, "size", "y", "classification")
+    hist = distributions.target_relation(db, "size", "y", "classification")
     assert list(hist.columns) == ["class", "bin_start", "bin_end", "count"]
     assert hist.groupby("class")["count"].sum().to_dict() == df["y"].value_counts().to_dict()
     assert hist.groupby("class").size().nunique() == 1  # shared bins, zeros included
-    bars = P.target_relation(db, "color", "y", "classification")
+    bars = distributions.target_relation(db, "color", "y", "classification")
     assert list(bars.columns) == ["class", "value", "count"]
     expected = pd.crosstab(df["y"], df["color"]).stack().to_dict()
     assert {(r["class"], r["value"]): r["count"] for _, r in bars.iterrows()} == expected
@@ -466,9 +417,9 @@ def test_target_relation_classification(make):
 def test_target_relation_many_classes_pool_into_other(make):
     y = [f"k{i}" for i in range(15) for _ in range(15 - i)]
     db = make({"y": y, "x": list(range(len(y)))}, kinds={"y": "categorical"})
-    rel = P.target_relation(db, "x", "y", "classification")
+    rel = distributions.target_relation(db, "x", "y", "classification")
     classes = rel.groupby("class", sort=False)["count"].sum()
-    assert len(classes) == 11 and classes.index[-1] == P.OTHER and classes[P.OTHER] == sum(range(1, 6))
+    assert len(classes) == 11 and classes.index[-1] == distributions.OTHER and classes[distributions.OTHER] == sum(range(1, 6))
 
 
 def test_target_relation_regression(make):
@@ -478,24 +429,24 @@ def test_target_relation_regression(make):
     g = rng.choice(["lo", "hi"], n)
     y = 2 * x + (g == "hi") * 5 + rng.normal(0, 0.5, n)
     db = make({"x": x.tolist(), "g": g.tolist(), "y": y.tolist()})
-    rel = P.target_relation(db, "x", "y", "regression")
+    rel = distributions.target_relation(db, "x", "y", "regression")
     assert list(rel.columns) == ["bin_start", "bin_end", "count", "mean", "q25", "q75"]
     assert rel["count"].sum() == n and len(rel) == 20 and rel["mean"].iloc[0] < rel["mean"].iloc[-1]
     for _, r in rel.iterrows():  # each bin's numbers, recomputed with pandas from its feature range
         inside = y[(x >= r["bin_start"]) & (x <= r["bin_end"])]
         assert r["count"] == len(inside) and r["mean"] == pytest.approx(inside.mean())
         assert r["q25"] == pytest.approx(np.quantile(inside, 0.25))
-    cats = P.target_relation(db, "g", "y", "regression")
+    cats = distributions.target_relation(db, "g", "y", "regression")
     assert list(cats.columns) == ["value", "count", "mean", "q25", "q75"]
     expected = pd.DataFrame({"g": g, "y": y}).groupby("g")["y"].mean()
     assert {r["value"]: r["mean"] for _, r in cats.iterrows()} == pytest.approx(expected.to_dict())
     with pytest.raises(BadInput, match="not numeric"):
-        P.target_relation(db, "x", "g", "regression")
+        distributions.target_relation(db, "x", "g", "regression")
 
 
 def test_target_relation_skips_missing_targets(make):
     db = make({"x": [1.0, 2.0, 3.0, 4.0], "y": ["a", None, "b", "a"]})
-    rel = P.target_relation(db, "x", "y", "classification")
+    rel = distributions.target_relation(db, "x", "y", "classification")
     assert rel["count"].sum() == 3 and set(rel["class"]) == {"a", "b"}
     assert not math.isnan(rel["bin_start"].iloc[0])
 
@@ -504,9 +455,9 @@ def test_ties_all_missing_and_empty(make):
     db = make({"c": ["b", "a", "c", "a", "b", "c", None], "gone": pa.array([None] * 7, type=pa.string())},
               kinds={"c": "categorical", "gone": "categorical"})
     assert P.profile(db).column("c").top_values == [("a", 2), ("b", 2), ("c", 2)]  # ties: by value
-    vc = P.value_counts(db, "gone")
+    vc = distributions.value_counts(db, "gone")
     assert vc.empty and vc.attrs == {"n_missing": 7, "n_other": 0, "n_distinct": 0}
     empty = make({"x": pa.array([], type=pa.float64()), "s": pa.array([], type=pa.string())}, name="empty")
     prof = P.profile(empty)
     assert prof.n_rows == 0 and [c.n for c in prof.columns] == [0, 0] and prof.warnings == []
-    assert P.histogram(empty, "x").empty and P.value_counts(empty, "s").empty
+    assert distributions.histogram(empty, "x").empty and distributions.value_counts(empty, "s").empty

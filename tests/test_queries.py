@@ -1,4 +1,5 @@
-"""queries.py: filters, search, sort, pages at depth, samples, rows, extremes, export, watchdog and security.
+"""db.py, where.py, filters.py, rows.py: filters, search, sort, pages at depth, samples, rows, extremes, export,
+watchdog and security.
 
 Snapshots are written here directly (a Parquet file with __row_id first, and a DatasetRecord), so these tests
 do not depend on the ingestion code. Reference answers come from plain DuckDB or Python over the same data.
@@ -11,48 +12,19 @@ import math
 import threading
 import time
 from datetime import date, datetime
-from pathlib import Path
 
 import duckdb
 import pytest
+from snapshots import make_db
 
-from recipe_core.config import Settings
-from recipe_core.data import queries
-from recipe_core.data.queries import Filter, RowQuery
+from recipe_core.data import filters, rows
+from recipe_core.data.db import DatasetDB
+from recipe_core.data.filters import Filter, RowQuery, coerce_value
 from recipe_core.data.snapshot import ROW_ID
+from recipe_core.data.where import validate_where
 from recipe_core.errors import NotFound, QueryFailed, QueryRejected
-from recipe_core.tracking.store import Column, DatasetRecord
 
 LONG = "x" * 1200 + "END"
-
-
-def _kind(dtype: str) -> str:
-    if dtype == "BOOLEAN":
-        return "boolean"
-    if dtype == "VARCHAR":
-        return "categorical"
-    if dtype.startswith("TIMESTAMP") or dtype == "DATE":
-        return "datetime"
-    return "numeric"
-
-
-def make_db(home: Path, select_sql: str, name: str = "t", kinds: dict | None = None,
-            **settings) -> queries.DatasetDB:
-    """Write `select_sql` (whose first column is __row_id) as a snapshot and open it."""
-    s = Settings(home=home, store_url="sqlite://", max_upload_bytes=10**9, **settings)
-    s.snapshots_dir.mkdir(parents=True, exist_ok=True)
-    path = s.snapshots_dir / f"{name}.parquet"
-    con = duckdb.connect()
-    con.execute(f"COPY ({select_sql}) TO '{path}' (FORMAT parquet, ROW_GROUP_SIZE 100000)")
-    described = con.execute(f"DESCRIBE SELECT * FROM '{path}'").fetchall()
-    n_rows = con.execute(f"SELECT count(*) FROM '{path}'").fetchone()[0]
-    con.close()
-    assert described[0][0] == ROW_ID
-    kinds = kinds or {}
-    columns = tuple(Column(n, t, kinds.get(n, _kind(t))) for n, t, *_ in described[1:])
-    record = DatasetRecord(id=name, name=name, source_name=f"{name}.csv", fmt="csv", n_rows=n_rows,
-                           columns=columns, snapshot=f"{name}.parquet")
-    return queries.DatasetDB(s, record)
 
 
 # 12 people; every awkward name and value on purpose.
@@ -114,15 +86,15 @@ def ref_ids(ref, where: str = "", order: str = "__row_id", limit: int = 50, offs
 
 # -- pages, file order -------------------------------------------------------------------------------------
 def test_file_order_page(people):
-    p = queries.page(people, RowQuery(limit=5))
+    p = rows.page(people, RowQuery(limit=5))
     assert p.n_total == 12
     assert ids_of(p) == [0, 1, 2, 3, 4]
     assert p.rows.index.name == ROW_ID
     assert list(p.rows.columns) == COLUMNS
     assert p.rows.loc[0, "name"] == "Ann" and p.seconds >= 0
-    assert ids_of(queries.page(people, RowQuery(limit=5, offset=10))) == [10, 11]
-    assert ids_of(queries.page(people, RowQuery(limit=5, offset=12))) == []
-    assert ids_of(queries.page(people, RowQuery(limit=5, offset=1, descending=True))) == [10, 9, 8, 7, 6]
+    assert ids_of(rows.page(people, RowQuery(limit=5, offset=10))) == [10, 11]
+    assert ids_of(rows.page(people, RowQuery(limit=5, offset=12))) == []
+    assert ids_of(rows.page(people, RowQuery(limit=5, offset=1, descending=True))) == [10, 9, 8, 7, 6]
 
 
 def test_settings_reach_every_cursor(people):
@@ -137,15 +109,15 @@ def test_settings_reach_every_cursor(people):
 
 def test_page_rejects_bad_limits(people):
     with pytest.raises(QueryRejected, match="rows per page"):
-        queries.page(people, RowQuery(limit=0))
+        rows.page(people, RowQuery(limit=0))
     with pytest.raises(QueryRejected, match="negative"):
-        queries.page(people, RowQuery(offset=-50))
+        rows.page(people, RowQuery(offset=-50))
 
 
 def test_long_strings_truncated_in_page_full_in_row(people):
-    shown = queries.page(people, RowQuery()).rows.loc[6, 'say "hi" / café']
-    assert len(shown) == queries.MAX_CELL_CHARS + 1 and shown.endswith("…")
-    assert queries.row(people, 6)['say "hi" / café'] == LONG
+    shown = rows.page(people, RowQuery()).rows.loc[6, 'say "hi" / café']
+    assert len(shown) == rows.MAX_CELL_CHARS + 1 and shown.endswith("…")
+    assert rows.row(people, 6)['say "hi" / café'] == LONG
 
 
 # -- filters -----------------------------------------------------------------------------------------------
@@ -176,14 +148,14 @@ def test_long_strings_truncated_in_page_full_in_row(people):
     (Filter("formula", "starts with", "="), [1]),
 ])
 def test_every_op(people, flt, expected):
-    p = queries.page(people, RowQuery(filters=(flt,)))
+    p = rows.page(people, RowQuery(filters=(flt,)))
     assert ids_of(p) == expected
-    assert p.n_total == len(expected) == queries.count(people, RowQuery(filters=(flt,)))
+    assert p.n_total == len(expected) == rows.count(people, RowQuery(filters=(flt,)))
 
 
 def test_filters_combine_with_and(people):
     q = RowQuery(filters=(Filter("city", "=", "Paris"), Filter("age", ">", "40")))
-    assert ids_of(queries.page(people, q)) == [2, 5]
+    assert ids_of(rows.page(people, q)) == [2, 5]
 
 
 @pytest.mark.parametrize("flt, message", [
@@ -201,26 +173,26 @@ def test_filters_combine_with_and(people):
 ])
 def test_filter_refusals(people, flt, message):
     with pytest.raises(QueryRejected, match=message) as e:
-        queries.page(people, RowQuery(filters=(flt,)))
+        rows.page(people, RowQuery(filters=(flt,)))
     assert "\n" not in str(e.value)
 
 
 def test_filter_value_is_a_parameter_not_sql(people):
     evil = "x' OR '1'='1"
-    assert queries.page(people, RowQuery(filters=(Filter("name", "=", evil),))).n_total == 0
-    assert queries.page(people, RowQuery(filters=(Filter("name", "contains", "'; SELECT 1; --"),))).n_total == 0
+    assert rows.page(people, RowQuery(filters=(Filter("name", "=", evil),))).n_total == 0
+    assert rows.page(people, RowQuery(filters=(Filter("name", "contains", "'; SELECT 1; --"),))).n_total == 0
 
 
 def test_coerce_value_types():
-    assert queries.coerce_value(" 42 ", "BIGINT", "c") == 42
-    assert queries.coerce_value("1e3", "DOUBLE", "c") == 1000.0
-    assert queries.coerce_value("2.5", "DECIMAL(10,2)", "c") == 2.5
-    assert queries.coerce_value("no", "BOOLEAN", "c") is False
-    assert queries.coerce_value("2024-01-31", "DATE", "c") == date(2024, 1, 31)
-    assert queries.coerce_value("2024-01-31 13:45", "TIMESTAMP", "c") == datetime(2024, 1, 31, 13, 45)
-    assert queries.coerce_value("abc", "VARCHAR", "c") == "abc"
+    assert coerce_value(" 42 ", "BIGINT", "c") == 42
+    assert coerce_value("1e3", "DOUBLE", "c") == 1000.0
+    assert coerce_value("2.5", "DECIMAL(10,2)", "c") == 2.5
+    assert coerce_value("no", "BOOLEAN", "c") is False
+    assert coerce_value("2024-01-31", "DATE", "c") == date(2024, 1, 31)
+    assert coerce_value("2024-01-31 13:45", "TIMESTAMP", "c") == datetime(2024, 1, 31, 13, 45)
+    assert coerce_value("abc", "VARCHAR", "c") == "abc"
     with pytest.raises(QueryRejected, match="'4 2' is not a number"):
-        queries.coerce_value("4 2", "INTEGER", "c")
+        coerce_value("4 2", "INTEGER", "c")
 
 
 # -- search ------------------------------------------------------------------------------------------------
@@ -237,58 +209,58 @@ def test_coerce_value_types():
     ("zzz", []),
 ])
 def test_search(people, text, expected):
-    p = queries.page(people, RowQuery(search=text))
+    p = rows.page(people, RowQuery(search=text))
     assert ids_of(p) == expected and p.n_total == len(expected)
 
 
 def test_search_needs_text_columns(tmp_path):
     db = make_db(tmp_path, "SELECT range AS __row_id, range * 2 AS x FROM range(10)")
     with pytest.raises(QueryRejected, match="no text columns"):
-        queries.page(db, RowQuery(search="4"))
+        rows.page(db, RowQuery(search="4"))
     db.close()
 
 
 @pytest.mark.parametrize("method", ["regexp", "lower", "ilike"])
 def test_search_methods_agree(people, monkeypatch, method):
-    monkeypatch.setattr(queries, "SEARCH_METHOD", method)
+    monkeypatch.setattr(filters, "SEARCH_METHOD", method)
     for text, expected in [("CAFÉ", [0, 2]), ("50%_", [4]), ("_", [4]), ("(1", [1])]:
-        assert ids_of(queries.page(people, RowQuery(search=text))) == expected, (method, text)
+        assert ids_of(rows.page(people, RowQuery(search=text))) == expected, (method, text)
 
 
 # -- sort --------------------------------------------------------------------------------------------------
 def test_sort_numeric_nulls_last_ties_by_row_id(people):
-    asc = ids_of(queries.page(people, RowQuery(sort="age")))
+    asc = ids_of(rows.page(people, RowQuery(sort="age")))
     assert asc == [3, 8, 0, 4, 6, 10, 11, 7, 2, 5, 9, 1]
-    desc = ids_of(queries.page(people, RowQuery(sort="age", descending=True)))
+    desc = ids_of(rows.page(people, RowQuery(sort="age", descending=True)))
     assert desc == [9, 5, 2, 7, 11, 0, 4, 6, 10, 8, 3, 1]
 
 
 def test_sort_float_with_nan_inf_null(people):
     # DuckDB orders NaN above +inf; NULL always last.
-    asc = ids_of(queries.page(people, RowQuery(sort="score")))
+    asc = ids_of(rows.page(people, RowQuery(sort="score")))
     assert asc == [4, 8, 0, 6, 11, 1, 9, 5, 7, 10, 2, 3]
-    assert ids_of(queries.page(people, RowQuery(sort="score", descending=True)))[:3] == [2, 10, 7]
+    assert ids_of(rows.page(people, RowQuery(sort="score", descending=True)))[:3] == [2, 10, 7]
 
 
 def test_sort_text_and_keyword_column(people):
-    assert ids_of(queries.page(people, RowQuery(sort="city", limit=3))) == [1, 11, 3]
-    assert ids_of(queries.page(people, RowQuery(sort="select", descending=True, limit=3))) == [5, 8, 0]
+    assert ids_of(rows.page(people, RowQuery(sort="city", limit=3))) == [1, 11, 3]
+    assert ids_of(rows.page(people, RowQuery(sort="select", descending=True, limit=3))) == [5, 8, 0]
 
 
 def test_sort_unknown_column_refused(people):
     with pytest.raises(QueryRejected, match="no column 'age; DROP TABLE data'"):
-        queries.page(people, RowQuery(sort="age; DROP TABLE data"))
+        rows.page(people, RowQuery(sort="age; DROP TABLE data"))
 
 
 # -- paging at depth (keyset and late materialization) against plain DuckDB -----------------------------------
 def test_deep_pages_file_order(big):
     db, ref = big
     for offset in (0, 99_990, 100_000, 249_950):
-        p = queries.page(db, RowQuery(offset=offset))
+        p = rows.page(db, RowQuery(offset=offset))
         assert ids_of(p) == ref_ids(ref, offset=offset) and p.n_total == 250_000
-    p = queries.page(db, RowQuery(offset=249_990, limit=50))
+    p = rows.page(db, RowQuery(offset=249_990, limit=50))
     assert ids_of(p) == list(range(249_990, 250_000))
-    p = queries.page(db, RowQuery(offset=100, descending=True))
+    p = rows.page(db, RowQuery(offset=100, descending=True))
     assert ids_of(p) == ref_ids(ref, order="__row_id DESC", offset=100)
 
 
@@ -298,10 +270,10 @@ def test_deep_pages_filtered_file_order(big):
     n = ref.execute("SELECT count(*) FROM data WHERE k < 100").fetchone()[0]
     # forward, then a jump back, a jump far ahead and the very end: anchors must never change the answer
     for offset in (0, 50, 100, 20_000, 50, 20_050, 10_000, n - 7):
-        p = queries.page(db, RowQuery(filters=q.filters, offset=offset))
+        p = rows.page(db, RowQuery(filters=q.filters, offset=offset))
         assert ids_of(p) == ref_ids(ref, "k < 100", offset=offset), offset
         assert p.n_total == n
-    p = queries.page(db, RowQuery(filters=q.filters, offset=30, descending=True))
+    p = rows.page(db, RowQuery(filters=q.filters, offset=30, descending=True))
     assert ids_of(p) == ref_ids(ref, "k < 100", order="__row_id DESC", offset=30)
 
 
@@ -312,7 +284,7 @@ def test_deep_pages_sorted(big, sort, descending):
     direction = "DESC" if descending else "ASC"
     order = f"{sort} {direction} NULLS LAST, __row_id"
     for offset in (0, 50, 100, 150, 200_000, 200_050, 100, 249_990, 7):
-        got = ids_of(queries.page(db, RowQuery(sort=sort, descending=descending, offset=offset)))
+        got = ids_of(rows.page(db, RowQuery(sort=sort, descending=descending, offset=offset)))
         assert got == ref_ids(ref, order=order, offset=offset), offset
 
 
@@ -323,7 +295,7 @@ def test_deep_pages_sorted_and_filtered(big):
     n = ref.execute(f"SELECT count(*) FROM data WHERE {where}").fetchone()[0]
     assert n > 60
     for offset in (0, 50, 10, n - 5):
-        p = queries.page(db, RowQuery(**q, offset=offset))
+        p = rows.page(db, RowQuery(**q, offset=offset))
         assert ids_of(p) == ref_ids(ref, where, "x DESC NULLS LAST, __row_id", offset=offset)
         assert p.n_total == n
 
@@ -333,12 +305,12 @@ def test_deep_pages_sorted_and_filtered(big):
 def test_search_first_page_in_one_scan_matches_two_scans(big, monkeypatch, sort, descending, seed):
     db, ref = big
     calls = []
-    one_scan = queries._first_ids_and_count
-    monkeypatch.setattr(queries, "_first_ids_and_count", lambda *a: calls.append(1) or one_scan(*a))
+    one_scan = rows._first_ids_and_count
+    monkeypatch.setattr(rows, "_first_ids_and_count", lambda *a: calls.append(1) or one_scan(*a))
     q = RowQuery(search="NEEDLE", sort=sort, descending=descending, offset=20, sample_seed=seed)
     db.memo.clear()
-    first = queries.page(db, q)  # count unknown: count and page from one scan
-    second = queries.page(db, q)  # count known: the usual page query
+    first = rows.page(db, q)  # count unknown: count and page from one scan
+    second = rows.page(db, q)  # count known: the usual page query
     assert calls == [1]
     assert ids_of(first) == ids_of(second) and first.n_total == second.n_total == 250
     if seed is None:
@@ -349,20 +321,20 @@ def test_search_first_page_in_one_scan_matches_two_scans(big, monkeypatch, sort,
 # -- random sample -----------------------------------------------------------------------------------------
 def test_sample_is_seeded_and_reproducible(big):
     db, _ = big
-    a = ids_of(queries.page(db, RowQuery(sample_seed=7, limit=20)))
-    assert a == ids_of(queries.page(db, RowQuery(sample_seed=7, limit=20)))
-    assert a != ids_of(queries.page(db, RowQuery(sample_seed=8, limit=20)))
+    a = ids_of(rows.page(db, RowQuery(sample_seed=7, limit=20)))
+    assert a == ids_of(rows.page(db, RowQuery(sample_seed=7, limit=20)))
+    assert a != ids_of(rows.page(db, RowQuery(sample_seed=8, limit=20)))
     assert len(set(a)) == 20 and a == sorted(a)  # shown in file order
     assert max(a) - min(a) > 50_000  # spread over the file, not its start
     # a fresh connection (another process, another day) draws the same sample
-    other = queries.DatasetDB(db.settings, db.record)
-    assert ids_of(queries.page(other, RowQuery(sample_seed=7, limit=20))) == a
+    other = DatasetDB(db.settings, db.record)
+    assert ids_of(rows.page(other, RowQuery(sample_seed=7, limit=20))) == a
     other.close()
 
 
 def test_sample_respects_filters_and_sort(big):
     db, ref = big
-    p = queries.page(db, RowQuery(filters=(Filter("k", "=", "3"),), sample_seed=1, limit=10, sort="x"))
+    p = rows.page(db, RowQuery(filters=(Filter("k", "=", "3"),), sample_seed=1, limit=10, sort="x"))
     matching = {r[0] for r in ref.execute("SELECT __row_id FROM data WHERE k = 3").fetchall()}
     assert set(ids_of(p)) <= matching and len(p.rows) == 10
     xs = list(p.rows["x"].dropna())
@@ -371,24 +343,24 @@ def test_sample_respects_filters_and_sort(big):
 
 # -- row, extremes ---------------------------------------------------------------------------------------
 def test_row(people):
-    r = queries.row(people, 10)
+    r = rows.row(people, 10)
     assert list(r) == COLUMNS
     assert r["name"] == "Jo's" and r["score"] == math.inf and r["day"] == date(2024, 3, 7)
-    assert queries.row(people, 1)["age"] is None
+    assert rows.row(people, 1)["age"] is None
 
 
-@pytest.mark.parametrize("bad", [-1, 12, 10**12, "abc", None])
+@pytest.mark.parametrize("bad", [-1, 12, 10**12, "abc", None, "²"])
 def test_row_not_found(people, bad):
     with pytest.raises(NotFound, match="no row"):
-        queries.row(people, bad)
+        rows.row(people, bad)
 
 
 def test_extremes(people):
-    assert ids_of_df(queries.extremes(people, "score", n=3)) == [10, 7, 5]  # +inf first, NaN left out
-    assert ids_of_df(queries.extremes(people, "score", n=2, largest=False)) == [4, 8]
-    assert ids_of_df(queries.extremes(people, "age", n=20)) == [9, 5, 2, 7, 11, 0, 4, 6, 10, 8, 3]  # no NULL
+    assert ids_of_df(rows.extremes(people, "score", n=3)) == [10, 7, 5]  # +inf first, NaN left out
+    assert ids_of_df(rows.extremes(people, "score", n=2, largest=False)) == [4, 8]
+    assert ids_of_df(rows.extremes(people, "age", n=20)) == [9, 5, 2, 7, 11, 0, 4, 6, 10, 8, 3]  # no NULL
     with pytest.raises(NotFound):
-        queries.extremes(people, "nope")
+        rows.extremes(people, "nope")
 
 
 def ids_of_df(df) -> list[int]:
@@ -397,33 +369,33 @@ def ids_of_df(df) -> list[int]:
 
 # -- CSV export ---------------------------------------------------------------------------------------------
 def test_export_all_matching_rows_neutralized(people):
-    data = queries.export_csv(people, RowQuery(limit=2))  # the page size does not limit an export
-    rows = list(csv.reader(io.StringIO(data.decode("utf-8"))))
-    assert rows[0] == COLUMNS and len(rows) == 13
-    formula = [r[COLUMNS.index("formula")] for r in rows[1:]]
+    data = rows.export_csv(people, RowQuery(limit=2))  # the page size does not limit an export
+    lines = list(csv.reader(io.StringIO(data.decode("utf-8"))))
+    assert lines[0] == COLUMNS and len(lines) == 13
+    formula = [r[COLUMNS.index("formula")] for r in lines[1:]]
     assert formula[1] == "'=HYPERLINK(1)" and formula[2] == "'+1+2" and formula[3] == "'-3"
     assert formula[4] == "'@SUM(A1)" and formula[5] == "'\ttab" and formula[6] == "ok=1"
-    assert rows[5][COLUMNS.index("score")] == "-1"  # numbers stay numbers
-    assert rows[7][COLUMNS.index('say "hi" / café')] == LONG  # full values, not truncated
-    assert rows[1][COLUMNS.index("joined")] == "2024-01-02 10:00:00"
+    assert lines[5][COLUMNS.index("score")] == "-1"  # numbers stay numbers
+    assert lines[7][COLUMNS.index('say "hi" / café')] == LONG  # full values, not truncated
+    assert lines[1][COLUMNS.index("joined")] == "2024-01-02 10:00:00"
 
 
 def test_export_filters_sort_and_header_neutralized(tmp_path):
     db = make_db(tmp_path, """SELECT range AS __row_id, range AS "=cmd|' /C calc'!A0", '-' || range::VARCHAR AS v
                               FROM range(120000)""")
     q = RowQuery(filters=(Filter("=cmd|' /C calc'!A0", ">=", "100"),), sort="=cmd|' /C calc'!A0", descending=True)
-    chunks = list(queries.iter_csv(db, q))
+    chunks = list(rows.iter_csv(db, q))
     assert len(chunks) > 2  # streamed in batches
-    rows = list(csv.reader(io.StringIO(b"".join(chunks).decode())))
-    assert rows[0] == ["'=cmd|' /C calc'!A0", "v"]
-    assert len(rows) == 1 + 119_900
-    assert rows[1] == ["119999", "'-119999"] and rows[-1] == ["100", "'-100"]
+    lines = list(csv.reader(io.StringIO(b"".join(chunks).decode())))
+    assert lines[0] == ["'=cmd|' /C calc'!A0", "v"]
+    assert len(lines) == 1 + 119_900
+    assert lines[1] == ["119999", "'-119999"] and lines[-1] == ["100", "'-100"]
     db.close()
 
 
 def test_export_respects_where_and_search(people):
-    rows = list(csv.reader(io.StringIO(queries.export_csv(people, RowQuery(where="age > 40", search="o")).decode())))
-    assert [r[0] for r in rows[1:]] == ["Gus", "Ivo"]
+    lines = list(csv.reader(io.StringIO(rows.export_csv(people, RowQuery(where="age > 40", search="o")).decode())))
+    assert [r[0] for r in lines[1:]] == ["Gus", "Ivo"]
 
 
 # -- watchdog ------------------------------------------------------------------------------------------------
@@ -436,8 +408,8 @@ def test_watchdog_stops_a_long_query(tmp_path):
     # twenty of them over 200 MB of text are not)
     slow = "lower(upper(" * 10 + "s" + "))" * 10
     with pytest.raises(QueryFailed, match="took longer than"):
-        queries.page(db, RowQuery(where=f"length({slow}) = 42"))
-    assert queries.page(db, RowQuery(limit=3)).n_total == 100_000  # the connection still works
+        rows.page(db, RowQuery(where=f"length({slow}) = 42"))
+    assert rows.page(db, RowQuery(limit=3)).n_total == 100_000  # the connection still works
     db.close()
 
 
@@ -524,10 +496,10 @@ ATTACKS = [
 @pytest.mark.parametrize("expr, message", [a for a in ATTACKS if a[1] is not None])
 def test_where_attacks_refused(people, expr, message):
     with pytest.raises(QueryRejected, match=message) as e:
-        queries.validate_where(expr, people.columns)
+        validate_where(expr, people.columns)
     assert "\n" not in str(e.value) and len(str(e.value)) < 200
     with pytest.raises(QueryRejected):
-        queries.page(people, RowQuery(where=expr))
+        rows.page(people, RowQuery(where=expr))
 
 
 @pytest.mark.parametrize("expr, expected", [
@@ -550,24 +522,24 @@ def test_where_attacks_refused(people, expr, message):
     ("age > 1) OR (1=1", list(range(12))),
 ])
 def test_valid_where(people, expr, expected):
-    p = queries.page(people, RowQuery(where=expr))
+    p = rows.page(people, RowQuery(where=expr))
     assert ids_of(p) == expected
 
 
 def test_where_canonical_sql_drops_comments(people):
-    canonical = queries.validate_where("age > 60 -- DROP TABLE data", people.columns)
+    canonical = validate_where("age > 60 -- DROP TABLE data", people.columns)
     assert canonical == "(age > 60)"
-    assert "/*" not in queries.validate_where("age /* x */ > 60", people.columns)
-    assert queries.validate_where("  ", people.columns) == ""
-    assert queries.validate_where('"CITY" = \'x\'', people.columns) == "(city = 'x')"
+    assert "/*" not in validate_where("age /* x */ > 60", people.columns)
+    assert validate_where("  ", people.columns) == ""
+    assert validate_where('"CITY" = \'x\'', people.columns) == "(city = 'x')"
 
 
 def test_where_too_long_or_deep(people):
     with pytest.raises(QueryRejected, match="too long"):
-        queries.validate_where("age > 1 AND " * 2000 + "true", people.columns)
+        validate_where("age > 1 AND " * 2000 + "true", people.columns)
     for deep in ("(" * 3000 + "1" + ")" * 3000, "NOT " * 900 + "true", "abs(" * 400 + "1" + ")" * 400 + " > 0"):
         with pytest.raises(QueryRejected, match="nested too deeply"):
-            queries.validate_where(deep, people.columns)
+            validate_where(deep, people.columns)
 
 
 # -- the connection itself refuses escapes (defence in depth, even for SQL that skipped every check) -------
@@ -597,4 +569,4 @@ def test_connection_refuses_escapes(tmp_path, people, sql):
         people.df(sql.format(home=tmp_path, other=other))
     assert "\n" not in str(e.value)
     assert not (tmp_path / "out.csv").exists() and not (tmp_path / "evil.db").exists()
-    assert queries.page(people, RowQuery(limit=1)).n_total == 12  # still working, view intact
+    assert rows.page(people, RowQuery(limit=1)).n_total == 12  # still working, view intact

@@ -1,4 +1,4 @@
-"""query_process.py: a dataset's queries run in a worker process whose memory and time are bounded.
+"""worker.py, in_process.py: a dataset's queries run in a worker process whose memory and time are bounded.
 
 The expert WHERE grammar already refuses the unbounded functions by name (test_queries.py); these tests send the
 attacks straight to the connection, past every check, and measure that the process that asked lives on.
@@ -17,10 +17,12 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from test_queries import make_db
+from snapshots import make_db
 
-from recipe_core.data import queries, query_process
-from recipe_core.data.queries import RowQuery
+from recipe_core.data import rows, worker
+from recipe_core.data.db import DatasetDB
+from recipe_core.data.filters import RowQuery
+from recipe_core.data.in_process import InProcess
 from recipe_core.errors import QueryFailed
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,8 +53,8 @@ def test_a_query_that_ignores_its_interrupt_is_ended_by_killing_the_worker(tmp_p
         # one regexp_replace over 60 MB: DuckDB checks its interrupt between vectors, not inside one call (~6 s)
         db.rows("SELECT length(regexp_replace(repeat('ab', 30000000), 'a', 'c', 'g'))")
     elapsed = time.monotonic() - start
-    assert elapsed < 0.5 + query_process.MIN_GRACE_S + 1.5
-    assert queries.page(db, RowQuery(limit=3)).n_total == 178  # a new worker answers at once
+    assert elapsed < 0.5 + worker.MIN_GRACE_S + 1.5
+    assert rows.page(db, RowQuery(limit=3)).n_total == 178  # a new worker answers at once
     assert db._con.pid != first
     db.close()
 
@@ -64,7 +66,7 @@ def test_runaways_cost_the_asking_process_nothing(tmp_path):
         sys.path[:0] = [{str(ROOT)!r}, {str(ROOT / 'tests')!r}]
         from pathlib import Path
         from recipe_core.errors import QueryFailed
-        from test_queries import make_db
+        from snapshots import make_db
         from test_query_process import RUNAWAYS, WINE, peak_rss
         db = make_db(Path({str(tmp_path)!r}), WINE, query_timeout_s=4.0)
         out = []
@@ -97,7 +99,7 @@ def test_the_worker_ends_when_the_server_is_killed(tmp_path):
         import sys, time
         sys.path[:0] = [{str(ROOT)!r}, {str(ROOT / 'tests')!r}]
         from pathlib import Path
-        from test_queries import make_db
+        from snapshots import make_db
         from test_query_process import WINE
         db = make_db(Path({str(tmp_path)!r}), WINE)
         print(db._con.pid, flush=True)
@@ -116,7 +118,7 @@ def test_the_worker_ends_when_the_server_is_killed(tmp_path):
 
 def test_datasets_of_one_snapshot_share_one_worker(tmp_path):
     a = make_db(tmp_path, WINE, "w")
-    b = queries.DatasetDB(a.settings, a.record)
+    b = DatasetDB(a.settings, a.record)
     assert a._con is b._con and a._con.starts == 1
     b.close()
     assert a.rows("SELECT count(*) FROM data") == [(178,)]  # closing one holder leaves the other working
@@ -142,6 +144,6 @@ def test_values_cross_the_pipe_with_their_types(tmp_path):
     got = db.rows("SELECT " + ", ".join("?" for _ in sent), sent)[0]
     assert list(got[:8]) == sent[:8] and got[8] != got[8]
     sql = "SELECT DATE '2024-01-02' AS d, NULL::BIGINT AS n UNION ALL SELECT NULL, 3"
-    frame, same = db.df(sql), query_process.InProcess({}, [], 5.0).df(sql, [])
+    frame, same = db.df(sql), InProcess({}, [], 5.0).df(sql, [])
     assert list(frame.dtypes) == list(same.dtypes)  # pandas types exactly as DuckDB's own .df()
     db.close()

@@ -2,12 +2,13 @@
 import numpy as np
 import pytest
 import torch
-from test_runs import SAMPLES, train
+from trained import SAMPLES, train
 
 from recipe_core.config import TrainConfig
 from recipe_core.errors import BadInput
-from recipe_core.training import runs
-from recipe_core.training.train import EarlyStopping
+from recipe_core.training import dataset, runs
+from recipe_core.training.loop import EarlyStopping
+from recipe_core.units import ceil_div
 
 
 def test_early_stopping_picks_the_best_epoch_of_an_overfitting_curve():
@@ -30,9 +31,9 @@ def test_early_stopping_picks_the_best_epoch_of_an_overfitting_curve():
 
 @pytest.fixture
 def noise(settings, store):
-    from recipe_core.data import datasets
+    from recipe_core.data import ingest
 
-    return datasets.ingest_file(settings, store, SAMPLES / "noise.csv")
+    return ingest.ingest_file(settings, store, SAMPLES / "noise.csv")
 
 
 def test_an_mlp_that_memorizes_noise_stops_early_with_its_best_epoch(settings, store, noise):
@@ -48,18 +49,18 @@ def test_an_mlp_that_memorizes_noise_stops_early_with_its_best_epoch(settings, s
 
 def test_training_rows_are_a_nested_seeded_subset():
     rows = np.arange(100, 200)
-    tenth, half = runs.training_rows(rows, 0.1, 3), runs.training_rows(rows, 0.5, 3)
+    tenth, half = dataset.training_rows(rows, 0.1, 3), dataset.training_rows(rows, 0.5, 3)
     assert len(tenth) == 10 and len(half) == 50 and set(tenth) <= set(half)
-    assert list(runs.training_rows(rows, 0.1, 3)) == list(tenth) and list(tenth) == sorted(tenth)
-    assert list(runs.training_rows(rows, 1.0, 3)) == list(rows)
-    assert len(runs.training_rows(rows, 0.001, 0)) == 2
+    assert list(dataset.training_rows(rows, 0.1, 3)) == list(tenth) and list(tenth) == sorted(tenth)
+    assert list(dataset.training_rows(rows, 1.0, 3)) == list(rows)
+    assert len(dataset.training_rows(rows, 0.001, 0)) == 2
 
 
 def test_a_fraction_trains_on_fewer_rows(settings, store, noise):
     record = noise
-    data = runs.prepare(settings, store, record, "label", TrainConfig(model="linear", train_fraction=0.25))
-    full = runs.prepare(settings, store, record, "label", TrainConfig(model="linear"))
-    assert len(data.rows_train) == -(-len(full.rows_train) // 4) and list(data.rows_val) == list(full.rows_val)
+    data = dataset.prepare(settings, store, record, "label", TrainConfig(model="linear", train_fraction=0.25))
+    full = dataset.prepare(settings, store, record, "label", TrainConfig(model="linear"))
+    assert len(data.rows_train) == ceil_div(len(full.rows_train), 4) and list(data.rows_val) == list(full.rows_val)
 
 
 @pytest.mark.parametrize("bad", [{"patience": 0}, {"patience": 3, "model": "gbm"}, {"train_fraction": 0.0},

@@ -2,32 +2,25 @@
 broken data (noise, shuffled labels)."""
 import json
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from sklearn.dummy import DummyClassifier
 from sklearn.metrics import log_loss
+from trained import SAMPLES, train
 
 from recipe_core.config import TrainConfig
-from recipe_core.data import datasets
+from recipe_core.data import ingest
 from recipe_core.errors import BadInput
-from recipe_core.training import runs, splits
-
-SAMPLES = Path(__file__).resolve().parents[1] / "sample_data"
+from recipe_core.training import artifacts, runs, splits
 
 
 @pytest.fixture
 def sample(settings, store):
     def add(name: str):
-        return datasets.ingest_file(settings, store, SAMPLES / f"{name}.csv")
+        return ingest.ingest_file(settings, store, SAMPLES / f"{name}.csv")
     return add
-
-
-def train(settings, store, record, target, **config):
-    run = runs.create(store, record, target, TrainConfig(**config), author="tester")
-    return runs.execute(settings, store, run.id)
 
 
 def test_prior_equals_dummy_classifier_on_the_same_split(settings, store, sample):
@@ -66,7 +59,7 @@ def test_mlp_on_wine_passes_every_check_and_records_its_views(settings, store, s
     assert dynamics["snapshots"][0][0] == 0 and len(dynamics["snapshots"]) > 10
     top = store.get_json(run.id, "top_losses")
     assert top == sorted(top, key=lambda t: -t["loss"]) and set(t["row"] for t in top) <= set(split.rows("val"))
-    rows, pred = runs.load_predictions(store.get_artifact(run.id, "val_predictions"))
+    rows, pred = artifacts.load_predictions(store.get_artifact(run.id, "val_predictions"))
     assert (rows == split.rows("val")).all() and pred.shape == (len(rows), 3)
     history = store.metric_history([run.id], ["val_loss", "twin_val_loss", "train_loss"])
     keys = {k for _, k, *_ in history}
@@ -101,7 +94,7 @@ def test_regression_predicts_in_the_targets_units(settings, store, sample):
     y_train = raw["disease_progression"].iloc[split.rows("train")]
     assert run.checks["loss_at_init"]["expected"] == pytest.approx(np.var(y_train))  # variance around the mean
     assert all(c["ok"] is not False for c in run.checks.values()), run.checks
-    _, pred = runs.load_predictions(store.get_artifact(run.id, "val_predictions"))
+    _, pred = artifacts.load_predictions(store.get_artifact(run.id, "val_predictions"))
     assert 50 < pred.mean() < 250  # the target's own units, no hidden scaling
     assert set(run.metrics) == {"val_loss", "val_mse", "val_mae", "val_r2"}
 
@@ -119,8 +112,8 @@ def test_input_independent_goes_red_on_shuffled_labels(settings, store, tmp_path
     raw["cultivar"] = raw["cultivar"].sample(frac=1.0, random_state=0).to_numpy()  # labels no longer match rows
     path = tmp_path / "wine_shuffled.csv"
     raw.to_csv(path, index=False)
-    record = datasets.ingest_file(settings, store, path)
-    sound = train(settings, store, datasets.ingest_file(settings, store, SAMPLES / "wine.csv"), "cultivar",
+    record = ingest.ingest_file(settings, store, path)
+    sound = train(settings, store, ingest.ingest_file(settings, store, SAMPLES / "wine.csv"), "cultivar",
                   model="linear")
     broken = train(settings, store, record, "cultivar", model="linear")
     assert sound.checks["input_independent"]["ok"] is True
@@ -133,7 +126,7 @@ def test_id_like_columns_are_left_out_by_default(settings, store, tmp_path):
     frame["y"] = np.where(frame["x"] > 0, "up", "down")
     path = tmp_path / "ids.csv"
     frame.to_csv(path, index=False)
-    record = datasets.ingest_file(settings, store, path)
+    record = ingest.ingest_file(settings, store, path)
     run = train(settings, store, record, "y", model="linear", checks=False)
     used = store.get_json(run.id, "features")
     assert used["excluded"] == ["customer_id"] and used["columns"] == ["x"]
@@ -149,7 +142,7 @@ def test_a_hopeless_target_is_one_line_before_any_run(settings, store, tmp_path,
     frame = pd.DataFrame({"x": np.arange(40.0), "t": values})
     path = tmp_path / "t.csv"
     frame.to_csv(path, index=False)
-    record = datasets.ingest_file(settings, store, path)
+    record = ingest.ingest_file(settings, store, path)
     with pytest.raises(BadInput, match=message):
         runs.preflight(settings, record, "t", TrainConfig(model="linear"))
     assert store.list_runs() == []

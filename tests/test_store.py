@@ -1,41 +1,14 @@
 """The SQL store's catalog, against SQLite and (when RECIPE_TEST_PG_URL is set, as in CI) PostgreSQL."""
 import multiprocessing as mp
-import os
-import uuid
 
 import numpy as np
 import pytest
 import sqlalchemy as sa
+from snapshots import record
 
 from recipe_core.errors import BadInput, NotFound
-from recipe_core.tracking.store import Column, DatasetRecord, RunRecord, Store
-
-PG_URL = os.environ.get("RECIPE_TEST_PG_URL")
-BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.skipif(not PG_URL, reason="no PostgreSQL"))]
-
-
-@pytest.fixture(params=BACKENDS)
-def store_url(request, tmp_path):
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'recipe.db'}"
-        return
-    name = "recipe_test_" + uuid.uuid4().hex[:12]
-    admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    yield PG_URL.rsplit("/", 1)[0] + "/" + name
-    from recipe_core.tracking import store as store_module
-
-    for url in [u for u in store_module._engines if u.endswith("/" + name)]:
-        store_module._engines.pop(url).dispose()
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-    admin.dispose()
-
-
-def record(dataset_id="a1b2c3d4e5f60718", name="iris", **kw):
-    cols = (Column("petal length", "DOUBLE", "numeric"), Column("species", "VARCHAR", "categorical"))
-    return DatasetRecord(dataset_id, name, "iris.csv", "csv", 150, cols, f"{dataset_id}.parquet", **kw)
+from recipe_core.tracking.records import RunRecord
+from recipe_core.tracking.store import Store
 
 
 def test_add_get_list_roundtrip(store_url):
@@ -125,7 +98,7 @@ def test_processes_opening_a_fresh_store_at_once(store_url):
 
 # -- splits, runs, metrics, artifacts ---------------------------------------------------------------------
 def a_run(**kw):
-    from recipe_core.tracking.store import RunRecord, new_id
+    from recipe_core.tracking.records import RunRecord, new_id
 
     return RunRecord(id=kw.pop("id", new_id()), name="mlp-1", model="mlp", config={"lr": 3e-4, "exclude": None},
                      dataset_id="d1", target="y", **kw)
@@ -168,7 +141,7 @@ def test_artifacts_are_replaced_not_duplicated(store_url):
 
 
 def test_the_split_of_a_target_is_stored_once(store_url):
-    from recipe_core.tracking.store import SplitRecord
+    from recipe_core.tracking.records import SplitRecord
 
     s = Store(store_url)
     first = s.add_split(SplitRecord("s1", "d1", "y", 0, (0.7, 0.15, 0.15), True, {"train": 7}, b"\x00\x01"))
@@ -197,7 +170,7 @@ def test_two_processes_logging_at_once_lose_nothing(store_url):
 
 
 def test_label_events_are_idempotent_and_ordered(store_url):
-    from recipe_core.tracking.store import LabelEvent
+    from recipe_core.tracking.records import LabelEvent
 
     s = Store(store_url)
     assert s.add_label(LabelEvent("e1", "d1", "y", 5, "ann", "cat", at=2.0))
@@ -232,7 +205,7 @@ def test_histories_and_summaries_from_chunks(store_url):
 
 
 def test_comments_are_kept_in_order_once(store_url):
-    from recipe_core.tracking.store import Comment
+    from recipe_core.tracking.records import Comment
 
     s = Store(store_url)
     s.add_comment(Comment("c2", "r1", "bob", "second", at=2.0))
@@ -269,15 +242,15 @@ def test_an_older_store_gets_new_columns_and_its_points_moved(tmp_path):
 
 
 def test_compaction_merges_small_chunks_in_order_and_leaves_full_ones_alone(store_url, monkeypatch):
-    from recipe_core.tracking import store as store_module
+    from recipe_core.tracking import chunks, schema
 
-    monkeypatch.setattr(store_module, "CHUNK_POINTS", 1000)
+    monkeypatch.setattr(chunks, "CHUNK_POINTS", 1000)
     s = Store(store_url)
     run = s.add_run(RunRecord(id="compact1", name="c", model="m", config={}))
     s.log_arrays(run.id, "big", np.arange(2500), np.arange(2500.0))  # an import: chunks of 1000, 1000, 500
     for step in range(300):  # a live run: one small chunk per flush, ties at each step in logging order
         s.log_metrics(run.id, [("small", step, float(step), None, 1.0), ("small", step, -float(step), None, 2.0)])
-    t = store_module.metric_chunks_table
+    t = schema.metric_chunks_table
     with s.engine.connect() as conn:
         big_ids = [r.id for r in conn.execute(sa.select(t.c.id).where(t.c.key == "big").order_by(t.c.id))]
     before = s.histories([run.id], "small")[run.id]

@@ -6,7 +6,6 @@ import time
 
 import numpy as np
 import pytest
-from test_store import BACKENDS, store_url  # noqa: F401  (the SQLite/PostgreSQL fixture)
 
 import recipe_core as rc
 from recipe_core.errors import BadInput
@@ -101,7 +100,7 @@ def _log_runs(url, tag, n_runs, n_points):
                     run.flush()  # many small writes interleaved with the other process
 
 
-def test_two_processes_writing_runs_at_once_lose_nothing(store_url):  # noqa: F811
+def test_two_processes_writing_runs_at_once_lose_nothing(store_url):
     ctx = mp.get_context("spawn")
     procs = [ctx.Process(target=_log_runs, args=(store_url, tag, 3, 5000)) for tag in ("one", "two")]
     for p in procs:

@@ -4,10 +4,10 @@ import json
 
 import pandas as pd
 import pytest
+from app_session import open_train, start_app
+from trained import trained_inline
 
 from recipe_core import figures
-from test_pages import open_train, start_app
-from trained import trained_inline
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,7 @@ ended, then its verdict, and can be stopped."""
 import time
 
 import pytest
-from test_pages import choose_dataset, no_errors, start_app
-from test_tune_page import open_tune
+from app_session import choose_dataset, no_errors, start_app
 from trained import trained_inline
 
 from recipe_core.config import TrainConfig
@@ -99,7 +98,7 @@ def test_a_search_whose_process_fails_shows_its_error_line_even_after_a_reload(t
 
 def test_a_learning_curve_shows_progress_until_every_run_ended_then_its_verdict(at, trained):
     settings, store, linear = trained
-    curve, queued = learning_curve.start(settings, store, linear, (0.25, 1.0), 2, author="ann")
+    curve, queued = learning_curve.start(store, linear, (0.25, 1.0), 2, author="ann")
     for run in queued[:3]:  # both shares have a finished run; one run still waits
         runs.execute(settings, store, run.id)
     at.selectbox(key="curve_parent").set_value(linear.id).run()

@@ -5,27 +5,16 @@ import threading
 import time
 
 import pytest
+from app_session import choose_dataset, no_errors, open_tune, start_app
+from trained import trained_inline
 
 from recipe_core.config import load_settings
 from recipe_core.errors import BadInput
-from test_pages import choose_dataset, no_errors, start_app
-from trained import trained_inline
 
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory):
     return tmp_path_factory.mktemp("tune_home")
-
-
-def open_tune(home, monkeypatch):
-    """The Tune page through the entrypoint, on wine -> cultivar, as ann."""
-    app = start_app(home, monkeypatch)
-    app.switch_page("pages/tune.py").run()
-    choose_dataset(app, "wine")
-    app.sidebar.selectbox(key="w_target").select("cultivar").run()
-    app.sidebar.text_input(key="w_author").input("ann").run()
-    no_errors(app)
-    return app
 
 
 @pytest.fixture

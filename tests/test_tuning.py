@@ -9,7 +9,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from test_runs import SAMPLES
+from trained import SAMPLES
 
 from recipe_core.config import TrainConfig
 from recipe_core.errors import BadInput
@@ -22,9 +22,9 @@ L2 = (tuning.Param("l2", "log", 1e-3, 1e2),)
 
 @pytest.fixture
 def wine(settings, store):
-    from recipe_core.data import datasets
+    from recipe_core.data import ingest
 
-    return datasets.ingest_file(settings, store, SAMPLES / "wine.csv")
+    return ingest.ingest_file(settings, store, SAMPLES / "wine.csv")
 
 
 def params(out):
@@ -53,13 +53,13 @@ def test_pruning_stops_a_hopeless_trial(settings, store, wine):
     study = optuna.create_study(study_name="prune-me", storage=tuning.optuna_storage(settings.store_url),
                                 pruner=optuna.pruners.MedianPruner(**tuning.PRUNER))
     lr = optuna.distributions.FloatDistribution(1e-9, 1.0, log=True)
-    for i in range(tuning.PRUNER["n_startup_trials"]):  # trials below the prior's loss (1.083) throughout
+    for _ in range(tuning.PRUNER["n_startup_trials"]):  # trials below the prior's loss (1.083) throughout
         study.add_trial(optuna.trial.create_trial(params={"lr": 1e-2}, distributions={"lr": lr}, value=0.05,
                                                   intermediate_values={p: 1.05 for p in range(1, 101)}))
     trial = study.ask({"lr": lr})
     hopeless = runs.create(store, wine, "cultivar", TrainConfig(model="mlp", lr=1e-9, epochs=50, checks=False))
     result = executors.run_queued(str(settings.home), settings.store_url, hopeless.id,
-                                  {"storage": settings.store_url, "study": "prune-me", "trial_id": trial._trial_id})
+                                  tuning.TrialReporter(settings.store_url, "prune-me", trial._trial_id))
     run = store.get_run(hopeless.id)
     assert result["status"] == run.status == "pruned" and "pruned at 25% of its training" in run.reason
     # it stopped at its first judged report (epoch 13 of 50 passes the 25% mark), 37 epochs early
@@ -67,8 +67,8 @@ def test_pruning_stops_a_hopeless_trial(settings, store, wine):
     good = runs.create(store, wine, "cultivar", TrainConfig(model="mlp", lr=1e-2, epochs=50, checks=False))
     trial = study.ask({"lr": lr})
     assert executors.run_queued(str(settings.home), settings.store_url, good.id,
-                                {"storage": settings.store_url, "study": "prune-me",
-                                 "trial_id": trial._trial_id})["status"] == "finished"
+                                tuning.TrialReporter(settings.store_url, "prune-me", trial._trial_id)
+                                )["status"] == "finished"
 
 
 def free_port() -> int:
@@ -163,7 +163,7 @@ def test_the_editor_rows_become_a_space():
 def test_a_learning_curve_trains_nested_fractions(settings, store, wine):
     parent = runs.execute(settings, store, runs.create(store, wine, "cultivar",
                                                        TrainConfig(model="linear", checks=False)).id)
-    curve, queued = learning_curve.start(settings, store, parent, fractions=(0.25, 1.0), seeds=2)
+    curve, queued = learning_curve.start(store, parent, fractions=(0.25, 1.0), seeds=2)
     assert len(queued) == 4 and all(r.parent_id == parent.id for r in queued)
     learning_curve.execute(settings, store, queued, workers=2)
     frame = learning_curve.table(store, curve)

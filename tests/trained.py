@@ -8,12 +8,20 @@ from pathlib import Path
 import pytest
 
 from recipe_core.config import Settings, TrainConfig, load_settings
-from recipe_core.data import datasets
-from recipe_core.tracking.store import RunRecord, Store
+from recipe_core.data import ingest
+from recipe_core.tracking.records import RunRecord
+from recipe_core.tracking.store import Store
 from recipe_core.training import runs
 
 ROOT = Path(__file__).resolve().parents[1]
-WINE = ROOT / "sample_data" / "wine.csv"
+SAMPLES = ROOT / "sample_data"
+WINE = SAMPLES / "wine.csv"
+
+
+def train(settings: Settings, store: Store, record, target: str, **config) -> RunRecord:
+    """One run of `record` -> `target` with these TrainConfig settings, trained in this process."""
+    run = runs.create(store, record, target, TrainConfig(**config), author="tester")
+    return runs.execute(settings, store, run.id)
 
 
 def wait_for(predicate, timeout: float = 120.0, every: float = 0.2):
@@ -38,7 +46,7 @@ def trained_inline(home: Path, dataset: str, target: str, models: tuple[str, ...
     try:
         settings = load_settings()
         store = Store(settings.store_url)
-        datasets.ensure_samples(settings, store, ROOT / "sample_data")
+        ingest.ensure_samples(settings, store, ROOT / "sample_data")
         record = store.get_dataset(dataset)
         done = [runs.execute(settings, store, runs.create(store, record, target, TrainConfig(model=m, checks=False),
                                                           author=author).id) for m in models]

@@ -14,7 +14,8 @@ from recipe_core import csv_export
 from recipe_core.compare.chart import ChartSpec, comparison_figure
 from recipe_core.compare.curves import direction
 from recipe_core.errors import BadInput
-from recipe_core.tracking.store import History, MetricSummary, RunRecord, Store
+from recipe_core.tracking.records import History, MetricSummary, RunRecord
+from recipe_core.tracking.store import Store
 
 # Keys of a run that are not in its config but are part of what was run.
 RUN_KEYS = ("model", "dataset", "target")
@@ -200,6 +201,18 @@ def config_changes(before: dict, after: dict) -> dict:
     """{key: (before, after)} for every key whose value differs (MISSING where one side lacks the key)."""
     return {k: (before.get(k, MISSING), after.get(k, MISSING)) for k in dict.fromkeys([*before, *after])
             if not _same(before.get(k, MISSING), after.get(k, MISSING))}
+
+
+def left_out(config: dict, id_like: list[str]) -> list[str]:
+    """The columns a run's config leaves out: its own list, or by default (exclude None) the ID-like ones."""
+    return list(id_like) if config.get("exclude") is None else list(config["exclude"])
+
+
+def new_run_changes(parent_config: dict, config: dict, id_like: list[str]) -> dict:
+    """What a new run from a parent changes, as config_changes: a parent that left out the ID-like columns by
+    default left out exactly those, and the recipe's checks on again (a learning curve's runs had them off) are no
+    change either."""
+    return config_changes({**parent_config, "exclude": left_out(parent_config, id_like), "checks": True}, config)
 
 
 def change_from_parent(run: RunRecord, parent: RunRecord, summaries: dict[str, dict[str, MetricSummary]],

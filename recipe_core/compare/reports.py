@@ -1,14 +1,29 @@
-"""What the pages and the CLI show of runs: the leaderboard, reference baselines, metric tables with intervals."""
+"""What the pages and the CLI show of runs, as plain values: check outcomes, the leaderboard, reference baselines,
+metric tables with intervals, and the Compare page's table columns, chart metric and notes."""
 from __future__ import annotations
+
+import datetime as dt
+from enum import Enum
 
 import pandas as pd
 
-from recipe_core.tracking.store import RunRecord
+from recipe_core.compare import comparison
+from recipe_core.compare.comparison import View
+from recipe_core.tracking.records import RunRecord
 from recipe_core.training.evaluation import sig4
 
-# Streamlit markdown; material icons, not emoji, which a browser without an emoji font shows as boxes.
-VERDICT = {True: ":green[:material/check_circle: pass]", False: ":red[:material/cancel: FAIL]",
-           None: ":gray[:material/remove: n/a]"}
+
+class Outcome(str, Enum):
+    """A check's outcome (its verdict's ok) as the word people read; the view gives it its colour and icon."""
+    PASS = "pass"
+    FAIL = "FAIL"
+    NA = "n/a"  # the check does not apply to this run, or could not decide
+
+
+def outcome(ok: bool | None) -> Outcome:
+    return Outcome.NA if ok is None else Outcome.PASS if ok else Outcome.FAIL
+
+
 CHECK_ORDER = ("loss_at_init", "input_independent", "overfit_one_batch", "batch_independence", "capacity",
                "reproducible")
 
@@ -82,3 +97,55 @@ def ordered_checks(checks: dict) -> list[tuple[str, dict]]:
 def history_frame(points: list[tuple]) -> pd.DataFrame:
     """Stored metric points as a table: run_id, key, step, value, epoch, wall_time."""
     return pd.DataFrame(points, columns=["run_id", "key", "step", "value", "epoch", "wall_time"])
+
+
+# -- the Compare page ---------------------------------------------------------------------------------------
+RUN_COLUMNS = ("name", "status", "model", "dataset", "target", "author", "tags", "source", "created")
+PROVENANCE_COLUMNS = ("stopped", "parent", "hypothesis", "reason", "id")
+
+
+def linked_view(params: dict[str, str], current: View | None) -> View | None:
+    """The view to draw from the URL: when the page has none yet, or the URL carries one it has not drawn (a shared
+    link, a link from the Train page). None keeps the current one (back from another page, whose navigation dropped
+    the URL's view)."""
+    url = {k: v for k, v in params.items() if k in comparison.URL_KEYS}
+    if current is None or (url and url != comparison.view_to_params(current)):
+        return comparison.view_from_params(url)
+    return None
+
+
+def focus_metric(rank_metric: str, keys: list[str]) -> str:
+    """The metric the runs table leads with: the one ranked by, else val_loss, else the first one logged."""
+    return rank_metric or ("val_loss" if "val_loss" in keys else (keys[0] if keys else ""))
+
+
+def table_columns(present, keys: list[str], focus: str) -> list[str]:
+    """The runs table's columns in reading order, of those present: who and what, the focus metric's final value,
+    best and best step, every other metric's final value, then where the run came from and why it stopped."""
+    ordered = [*RUN_COLUMNS, comparison.final_column(focus), comparison.best_column(focus),
+               comparison.best_step_column(focus), *(comparison.final_column(k) for k in keys if k != focus),
+               *PROVENANCE_COLUMNS]
+    return [c for c in dict.fromkeys(ordered) if c in present]
+
+
+def chart_metric(wanted: str, logged: list[str]) -> str:
+    """The metric to chart: the one asked for if the runs logged it, else val_loss, else the first they logged."""
+    if not logged or wanted in logged:
+        return wanted
+    return "val_loss" if "val_loss" in logged else logged[0]
+
+
+def config_keys(runs: list[RunRecord]) -> list[str]:
+    """The scalar config keys of these runs: what a chart can colour by."""
+    return sorted({k for r in runs for k, v in r.config.items() if not isinstance(v, (dict, list))})
+
+
+def note_time(at: float) -> str:
+    """When a note was written, in UTC: a team spans time zones."""
+    return dt.datetime.fromtimestamp(at, dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def imported_names(imported: list[dict]) -> tuple[list[str], int]:
+    """The names of the runs an import added, and how many of its runs the store already had."""
+    fresh = [r["name"] for r in imported if not r.get("already")]
+    return fresh, len(imported) - len(fresh)

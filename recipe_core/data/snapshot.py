@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from recipe_core.config import Settings
-from recipe_core.tracking.store import DatasetRecord
+from recipe_core.data.records import DatasetRecord
 
 # The 0-based row position in the uploaded file. It is not stored: the snapshot keeps the file's row order,
 # and DuckDB's read_parquet(file_row_number=true) numbers the rows, prunes row groups on ranges of that number

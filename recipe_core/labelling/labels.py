@@ -13,22 +13,24 @@ import io
 import math
 import re
 import uuid
-import warnings
 from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import cohen_kappa_score
 
 from recipe_core import csv_export
 from recipe_core.config import Settings
-from recipe_core.data import queries
+from recipe_core.data.db import DatasetDB
+from recipe_core.data.records import DatasetRecord
 from recipe_core.data.snapshot import ROW_ID
-from recipe_core.errors import BadInput, NotFound
-from recipe_core.tracking.store import DatasetRecord, LabelEvent, Store
-from recipe_core.training import evaluation, runs, splits
+from recipe_core.data.sql import quote_ident
+from recipe_core.errors import BadInput, NotFound, first_line
+from recipe_core.labelling import agreement
+from recipe_core.tracking.records import LabelEvent
+from recipe_core.tracking.store import Store
+from recipe_core.training import evaluation, splits, targets
 
 DEFAULT_N = 100
 SAMPLE_SEED = 0  # the sample is the same for everyone: fixed seed over the persisted split's validation rows
@@ -57,15 +59,15 @@ def baseline(settings: Settings, store: Store, record: DatasetRecord, target: st
              task: str | None = None) -> Baseline:
     if not 1 <= n <= 100_000:
         raise BadInput(f"the sample size must be from 1 to 100,000, not {n}")
-    db = queries.DatasetDB(settings, record)  # held open, so the target's read reuses its worker process
+    db = DatasetDB(settings, record)  # held open, so the target's read reuses its worker process
     try:
-        task, y = runs.target_column(settings, record, target, task)
+        task, y = targets.target_column(settings, record, target, task)
         groups = input_groups(db, target)
     finally:
         db.close()
     split = splits.get_or_create(store, record.id, target, y, task)
     if task == "classification":
-        classes, codes = runs.class_labels(y)
+        classes, codes = targets.class_labels(y)
         value = np.array(classes + [None], dtype=object)[codes]  # -1 (missing) -> None
     else:
         classes, number = [], pd.to_numeric(y, errors="coerce").to_numpy(dtype=float)
@@ -92,16 +94,16 @@ def baseline(settings: Settings, store: Store, record: DatasetRecord, target: st
                     n_ambiguous_inputs=len(noisy), n_ambiguous_rows=int(rows.reindex(noisy).sum()))
 
 
-def input_groups(db: queries.DatasetDB, target: str) -> np.ndarray:
+def input_groups(db: DatasetDB, target: str) -> np.ndarray:
     """One 64-bit hash per row (by row id) of every column but the target: rows with equal values share it (a
     false match needs a collision, ~n^2 / 2^65). Hash calls are nested by 200 columns so wide tables stay valid
     SQL; only the hashes leave DuckDB, not the table."""
-    columns = [queries.quote_ident(c) for c in db.columns if c != target]
+    columns = [quote_ident(c) for c in db.columns if c != target]
     if not columns:
         return np.zeros(db.n_rows, dtype=np.uint64)
     parts = [f"hash({', '.join(columns[k:k + 200])})" for k in range(0, len(columns), 200)]
     key = parts[0] if len(parts) == 1 else f"hash({', '.join(parts)})"
-    frame = db.df(f"SELECT {key} AS h FROM data ORDER BY {queries.quote_ident(ROW_ID)}")
+    frame = db.df(f"SELECT {key} AS h FROM data ORDER BY {quote_ident(ROW_ID)}")
     return frame["h"].to_numpy(dtype=np.uint64)
 
 
@@ -155,7 +157,7 @@ def import_csv(store: Store, base: Baseline, annotator: str, data: bytes) -> int
     try:
         frame = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False)
     except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as e:
-        raise BadInput(f"the label file is not a readable CSV: {str(e).splitlines()[0]}") from None
+        raise BadInput(f"the label file is not a readable CSV: {first_line(e)}") from None
     if list(frame.columns[:2]) != ["item", "label"] or len(frame.columns) > 3 or (
             len(frame.columns) == 3 and frame.columns[2] != "note"):
         raise BadInput("the label file needs the columns item,label and optionally note")
@@ -225,40 +227,28 @@ def confusion(base: Baseline, events: list[LabelEvent], annotator: str) -> list[
     return evaluation.confusion(truth, said, len(base.classes)).tolist()
 
 
-def fleiss_kappa(ratings: list[list[str]], categories: list[str]) -> float:
-    """Fleiss' kappa over items each rated by the same number of raters (ratings[i] = the labels of item i)."""
-    counts = np.array([[r.count(c) for c in categories] for r in ratings], dtype=float)
-    n_raters = counts.sum(axis=1)[0]
-    p_j = counts.sum(axis=0) / counts.sum()
-    p_i = ((counts ** 2).sum(axis=1) - n_raters) / (n_raters * (n_raters - 1))
-    p_bar, p_e = p_i.mean(), (p_j ** 2).sum()
-    return float((p_bar - p_e) / (1 - p_e)) if p_e < 1 else math.nan
-
-
 def summary(base: Baseline, events: list[LabelEvent]) -> dict:
     """Per annotator: labelled count and accuracy (or MAE) with a 95% interval; agreement; suspect labels."""
     by = _by_annotator(base, events)
     annotators = [{"name": name, "n_labelled": len(labels), **_score(base, labels)}
                   for name, labels in sorted(by.items())]
-    agreement, disagreements = [], set()
+    pairs, disagreements = [], set()
     for a, b in combinations(sorted(by), 2):
         common = sorted(set(by[a]) & set(by[b]))
         pair = {"a": a, "b": b, "n_common": len(common), "cohen_kappa": None}
         if common and base.task == "classification":
             x, y = [by[a][i] for i in common], [by[b][i] for i in common]
-            with warnings.catch_warnings():  # undefined kappa (one label in common) is reported as None instead
-                warnings.simplefilter("ignore")
-                kappa = cohen_kappa_score(x, y, labels=list(base.classes))
+            kappa = agreement.cohen_kappa(x, y, list(base.classes))  # NaN (one label in common) is reported as None
             pair["cohen_kappa"] = None if math.isnan(kappa) else float(kappa)
-            disagreements |= {i for i, u, v in zip(common, x, y) if u != v}
-        agreement.append(pair)
-    out = {"n_items": len(base.items), "task": base.task, "annotators": annotators, "agreement": agreement,
+            disagreements |= {i for i, u, v in zip(common, x, y, strict=True) if u != v}
+        pairs.append(pair)
+    out = {"n_items": len(base.items), "task": base.task, "annotators": annotators, "agreement": pairs,
            "disagreements": sorted(disagreements), "suspect_labels": suspect_labels(base, by),
            "ambiguous_inputs": ambiguous_inputs(base, by)}
     if base.task == "classification" and len(by) >= 3:
         everyone = sorted(set.intersection(*(set(v) for v in by.values())))
         if everyone:
-            out["fleiss_kappa"] = fleiss_kappa([[by[a][i] for a in by] for i in everyone], list(base.classes))
+            out["fleiss_kappa"] = agreement.fleiss_kappa([[by[a][i] for a in by] for i in everyone], list(base.classes))
             out["fleiss_n_items"] = len(everyone)
     return out
 
@@ -327,7 +317,7 @@ def pixel_grid(columns: list[str]) -> list[list[str]] | None:
         m = _PIXEL.match(name)
         if m:
             cells.setdefault(m.group(1), {})[(int(m.group(2)), int(m.group(3)))] = name
-    for prefix, grid in cells.items():
+    for grid in cells.values():
         rows = 1 + max(r for r, _ in grid)
         cols = 1 + max(c for _, c in grid)
         if rows * cols == len(grid) >= 16 and rows > 1 and cols > 1:
@@ -350,7 +340,7 @@ def placed(value, quantiles: dict | None) -> str:
         return ""
     if x < marks[0][1]:
         return f"below p{marks[0][0]:g}"
-    for (p_lo, v_lo), (p_hi, v_hi) in zip(marks, marks[1:]):
+    for (p_lo, v_lo), (p_hi, v_hi) in zip(marks, marks[1:], strict=False):
         if v_lo <= x <= v_hi:
             return f"p{p_lo:g}–p{p_hi:g}"
     return f"above p{marks[-1][0]:g}"
@@ -372,7 +362,7 @@ def features_used(events: list[LabelEvent]) -> pd.DataFrame:
 def models_on_items(base: Baseline, events: list[LabelEvent], model_runs: list, predictions: dict) -> pd.DataFrame:
     """Humans and every finished model run scored on the same items (those the humans labelled).
 
-    predictions: run id -> (rows, pred) as stored with the run (runs.load_predictions)."""
+    predictions: run id -> (rows, pred) as stored with the run (artifacts.load_predictions)."""
     by = _by_annotator(base, events)
     items = sorted(set().union(*by.values())) if by else []
     rows = []

@@ -12,8 +12,9 @@ import numpy as np
 from recipe_core.compare import curves
 from recipe_core.config import Settings
 from recipe_core.errors import BadInput, NotFound
-from recipe_core.tracking.store import RunRecord, Store, new_id, now_iso
-from recipe_core.training import evaluation, runs
+from recipe_core.tracking.records import RunRecord, new_id, now_iso
+from recipe_core.tracking.store import Store
+from recipe_core.training import artifacts, evaluation, runs, targets
 
 MODEL = "ensemble"
 METHODS = {"classification": "mean of probabilities", "regression": "mean prediction"}
@@ -58,7 +59,7 @@ def create(settings: Settings, store: Store, run_ids: list[str], author: str = "
     run_id = new_id()
     # Artifacts before the run: a reader never sees a finished ensemble without its predictions. Should adding the
     # run fail, the artifacts are left under an id nothing refers to.
-    store.put_artifact(run_id, "val_predictions", runs.predictions_npz(rows, pred))
+    store.put_artifact(run_id, "val_predictions", artifacts.predictions_npz(rows, pred))
     store.put_json(run_id, "evaluation", result | {
         "classes": classes, "n_parameters": n_parameters, "train_seconds": train_seconds,
         "predict_seconds": predict_seconds,
@@ -146,7 +147,7 @@ def _predictions(store: Store, run: RunRecord) -> tuple[np.ndarray, np.ndarray]:
     if stored is None:
         raise BadInput(f"run {run.id} has no stored validation predictions (runs logged through the API or "
                        "imported keep none)")
-    rows, pred = runs.load_predictions(stored)
+    rows, pred = artifacts.load_predictions(stored)
     if not np.isfinite(pred).all():
         raise BadInput(f"run {run.id} has predictions that are not finite numbers")
     return rows, pred
@@ -173,9 +174,9 @@ def _check_alike(members: list[RunRecord], loaded: list[tuple[np.ndarray, np.nda
 
 def _validation_truth(settings: Settings, store: Store, run: RunRecord,
                       rows: np.ndarray) -> tuple[np.ndarray, list[str]]:
-    """The true values of the validation rows and the class names, encoded as a run encodes them (runs.prepare)."""
-    _, y = runs.target_column(settings, store.get_dataset(run.dataset_id), run.target, run.task)
-    classes, encoded = runs.encode_target(y, run.task)
+    """The true values of the validation rows and the class names, encoded as a run encodes them (dataset.prepare)."""
+    _, y = targets.target_column(settings, store.get_dataset(run.dataset_id), run.target, run.task)
+    classes, encoded = targets.encode_target(y, run.task)
     return encoded[rows], classes
 
 
@@ -192,7 +193,7 @@ def _member_row(store: Store, run_id: str) -> dict:
 
 
 def _on_the_whole_training_split(run: RunRecord) -> bool:
-    """Trained on every training row: a run's train_fraction (runs.training_rows) is 1, or absent for a run
+    """Trained on every training row: a run's train_fraction (dataset.training_rows) is 1, or absent for a run
     logged through the API, which says nothing of a subset."""
     fraction = (run.config or {}).get("train_fraction", 1.0)
     return not (isinstance(fraction, (int, float)) and fraction < 1)

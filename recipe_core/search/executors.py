@@ -1,8 +1,9 @@
 """Where queued runs execute: local worker processes (the default) or the workers of a Dask cluster.
 
 Both run the same function, `run_queued`, which trains one stored run to its end through runs.execute and
-reports which worker ran it. A Dask worker needs the same RECIPE_HOME (the dataset snapshots) and store URL as
-the app: on one machine that is automatic; across machines, a shared filesystem and a PostgreSQL store.
+reports which worker ran it; a tuning trial's pruner comes as its argument, so this module knows no Optuna. A Dask
+worker needs the same RECIPE_HOME (the dataset snapshots) and store URL as the app: on one machine that is
+automatic; across machines, a shared filesystem and a PostgreSQL store.
 """
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor
 from concurrent.futures import wait as local_wait
 from contextlib import contextmanager
 from multiprocessing import get_context
+from typing import Callable
 
-from recipe_core.errors import BadInput, Pruned
+from recipe_core import limits
+from recipe_core.errors import BadInput, first_line
 
 LOCAL = "local"
 CONNECT_TIMEOUT = "10s"  # to reach a Dask scheduler
@@ -38,7 +41,7 @@ def executor(address: str = LOCAL, workers: int = 2):
     try:
         client = Client("tcp://" + address[len("dask://"):], timeout=CONNECT_TIMEOUT)
     except OSError as e:
-        raise BadInput(f"cannot reach the Dask scheduler at {address}: {str(e).splitlines()[0]}") from None
+        raise BadInput(f"cannot reach the Dask scheduler at {address}: {first_line(e)}") from None
     try:
         yield _Dask(client)
     finally:
@@ -64,8 +67,7 @@ def reachable(address: str, timeout_s: float = 3.0) -> str:
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
     except (OSError, ValueError) as e:
-        raise BadInput(f"cannot reach the Dask scheduler at {address}: {str(e).splitlines()[0] if str(e) else e}") \
-            from None
+        raise BadInput(f"cannot reach the Dask scheduler at {address}: {first_line(e)}") from None
     return address
 
 
@@ -114,37 +116,21 @@ def _on_dask() -> bool:
         return False
 
 
-def run_queued(home: str, store_url: str, run_id: str, trial: dict | None = None) -> dict:
-    """Train a queued run in this (worker) process; with trial={"storage", "study", "trial_id"} it reports its
-    validation loss to the Optuna trial every 5% of its training and stops when the pruner says so. Returns what the caller tells
-    the study: {"run_id", "status", "val_loss", "worker", "reason"}."""
+def run_queued(home: str, store_url: str, run_id: str, report: Callable[[int, float], None] | None = None) -> dict:
+    """Train a queued run in this (worker) process. report(percent, val_loss), when given, is a tuning trial's
+    pruner (tuning.TrialReporter): called at each 5% of the training, it raises Pruned to stop the run; it crosses
+    to the worker pickled, so it must be an instance of a top-level class. Returns what the caller tells the
+    study: {"run_id", "status", "val_loss", "worker", "reason"}."""
     from recipe_core.config import load_settings
     from recipe_core.tracking.store import Store
-    from recipe_core.training import capacity, jobs
+    from recipe_core.training import jobs
 
     settings = load_settings({**os.environ, "RECIPE_HOME": home, "RECIPE_STORE_URL": store_url})
     store = Store(store_url)
     worker = worker_name()
     here = not _on_dask()  # a local worker process shares this machine: its slots and a job's memory limit
     if here:
-        capacity.limit_memory(settings.job_memory_bytes)
-    report = _pruner(trial) if trial else None
+        limits.limit_memory(settings.job_memory_bytes)
     run = jobs.execute(settings, store, run_id, slot=here, report=report, host=worker)
     return {"run_id": run.id, "status": run.status, "val_loss": run.metrics.get("val_loss"), "worker": worker,
             "reason": run.reason}
-
-
-def _pruner(trial: dict):
-    import optuna
-
-    from recipe_core.search import tuning  # only in trials: it imports Optuna
-
-    study = tuning.load(trial["storage"], trial["study"])  # with the study's pruner: Optuna does not store it
-    handle = optuna.trial.Trial(study, trial["trial_id"])
-
-    def report(percent: int, val_loss: float) -> None:
-        handle.report(val_loss, percent)
-        if handle.should_prune():
-            raise Pruned(f"pruned at {percent}% of its training: validation loss {val_loss:.4g} is worse than the "
-                         "median of earlier trials at that point")
-    return report

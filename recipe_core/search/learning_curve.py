@@ -1,5 +1,5 @@
 """Would more data help? The same config trained on 10, 25, 50 and 100% of the training split, several seeds each
-(nested subsets: see runs.training_rows), and the validation loss against the number of training rows."""
+(nested subsets: see dataset.training_rows), and the validation loss against the number of training rows."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -11,7 +11,8 @@ from recipe_core.config import Settings
 from recipe_core.errors import BadInput
 from recipe_core.search import executors
 from recipe_core.tracking.heartbeat import Heartbeat
-from recipe_core.tracking.store import RunRecord, Store, new_id
+from recipe_core.tracking.records import RunRecord, new_id
+from recipe_core.tracking.store import Store
 from recipe_core.training import jobs, runs
 
 FRACTIONS = (0.1, 0.25, 0.5, 1.0)
@@ -19,7 +20,7 @@ SEEDS = 3
 TAG = "curve:"  # runs of one learning curve share the tag curve:<id>
 
 
-def start(settings: Settings, store: Store, parent: RunRecord, fractions=FRACTIONS, seeds: int = SEEDS,
+def start(store: Store, parent: RunRecord, fractions=FRACTIONS, seeds: int = SEEDS,
           author: str = "") -> tuple[str, list[RunRecord]]:
     """Queue the runs of a learning curve of a run's config: (curve id, queued runs). Checks off: they are points
     of one curve, not runs to inspect one by one."""
@@ -42,6 +43,41 @@ def start(settings: Settings, store: Store, parent: RunRecord, fractions=FRACTIO
             store.update_run(run.id, name=f"curve-{curve} {fraction:.0%} s{config.seed}", tags=(TAG + curve,))
             queued.append(store.get_run(run.id))
     return curve, queued
+
+
+def start_in_background(settings: Settings, source: RunRecord, fractions=FRACTIONS, seeds: int = SEEDS,
+                        author: str = "") -> jobs.Command:
+    """Train a learning curve of the run's config in a background process (`python -m recipe_core learning-curve`,
+    which calls start and execute): it goes on if the page is closed. The process checks the fractions and seeds."""
+    return jobs.start_command(settings, ["learning-curve", source.id, "--seeds", str(seeds), "--fractions",
+                                         ",".join(str(f) for f in fractions), "--author", author or "anonymous"],
+                              label=_LABEL + source.id)
+
+
+_LABEL = "curve-of:"  # a background command's label: the run whose config its curve retrains
+
+
+def background_command(settings: Settings, source_id: str) -> jobs.Command | None:
+    """The newest background command started for a learning curve of this run (by anyone), or None."""
+    return jobs.latest_command(settings, _LABEL + source_id)
+
+
+def in_progress(settings: Settings, store: Store, source: RunRecord) -> bool:
+    """Whether a learning curve of this run is on its way: its process lives, or one of its runs is active."""
+    command = background_command(settings, source.id)
+    return (command is not None and jobs.command_state(settings, command).active) or any(
+        r.active for r in store.list_runs(source.dataset_id, source.target) if r.parent_id == source.id)
+
+
+def curves_of(store: Store, source: RunRecord) -> dict[str, str]:
+    """The learning curves of a run's config, newest first: {curve id: when its first run was created}."""
+    started: dict[str, str] = {}
+    for r in store.list_runs(source.dataset_id, source.target):
+        for t in r.tags:
+            if r.parent_id == source.id and t.startswith(TAG):
+                curve = t[len(TAG):]
+                started[curve] = min(started.get(curve, r.created_at), r.created_at)
+    return dict(sorted(started.items(), key=lambda item: item[1], reverse=True))
 
 
 def execute(settings: Settings, store: Store, queued: list[RunRecord], executor: str = executors.LOCAL,

@@ -14,10 +14,12 @@ import optuna
 import pandas as pd
 
 from recipe_core.config import Settings, TrainConfig
-from recipe_core.errors import BadInput, NotFound
+from recipe_core.data.records import DatasetRecord
+from recipe_core.errors import BadInput, NotFound, Pruned
 from recipe_core.search import executors
 from recipe_core.tracking.heartbeat import Heartbeat
-from recipe_core.tracking.store import DatasetRecord, Store, new_id
+from recipe_core.tracking.records import new_id
+from recipe_core.tracking.store import Store
 from recipe_core.training import jobs, runs
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial is for Optuna's own CLI, not ours
@@ -175,8 +177,29 @@ def _sampler(name: str, seed: int, space: tuple[Param, ...], budget: int) -> opt
 
 
 # Judge no trial before 5 trials completed, nor before a quarter of its training (steps are percents of
-# training, see runs.REPORT_PERCENT): early on, a slow learning rate looks bad and may still end best.
+# training, see fit.REPORT_PERCENT): early on, a slow learning rate looks bad and may still end best.
 PRUNER = dict(n_startup_trials=5, n_warmup_steps=25)
+
+
+class TrialReporter:
+    """A trial's pruner as the worker that trains it receives it (pickled: names only, no connection), called
+    report(percent, val_loss) by the run: it tells the study, and raises Pruned when the study's pruner says so.
+    A top-level class of this module, so a Dask worker unpickles it by name."""
+
+    def __init__(self, storage: str, study: str, trial_id: int):
+        self.storage, self.study, self.trial_id = storage, study, trial_id
+        self._trial: optuna.trial.Trial | None = None  # opened in the worker, on the first report
+
+    def __getstate__(self) -> dict:
+        return {"storage": self.storage, "study": self.study, "trial_id": self.trial_id, "_trial": None}
+
+    def __call__(self, percent: int, val_loss: float) -> None:
+        if self._trial is None:  # load() gives the study its pruner: Optuna does not store it
+            self._trial = optuna.trial.Trial(load(self.storage, self.study), self.trial_id)
+        self._trial.report(val_loss, percent)
+        if self._trial.should_prune():
+            raise Pruned(f"pruned at {percent}% of its training: validation loss {val_loss:.4g} is worse than the "
+                         "median of earlier trials at that point")
 
 
 def run_study(settings: Settings, store: Store, record: DatasetRecord, target: str, base: TrainConfig,
@@ -235,8 +258,8 @@ def _run_trials(study, ex, settings, store, record, target, base, space, n_trial
                                  tags=("study:" + study.study_name,))
                 trial.set_user_attr("run_id", run.id)
                 queued.add(run.id)
-                job = {"storage": settings.store_url, "study": study.study_name, "trial_id": trial._trial_id}
-                pending[ex.submit(executors.run_queued, str(settings.home), settings.store_url, run.id, job)] = (
+                report = TrialReporter(settings.store_url, study.study_name, trial._trial_id)
+                pending[ex.submit(executors.run_queued, str(settings.home), settings.store_url, run.id, report)] = (
                     trial, run.id)
             if not pending:
                 break
@@ -267,6 +290,33 @@ def _tell(study: optuna.Study, store: Store, trial: optuna.trial.Trial, run_id: 
         study.tell(trial, state=optuna.trial.TrialState.PRUNED)
     else:
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
+
+
+def start_study(settings: Settings, record: DatasetRecord, target: str, model: str, space_rows: list[dict], *,
+                n_trials: int, sampler: str, seed: int, executor: str, workers: int, epochs: int = 0,
+                author: str = "") -> str:
+    """Start a search in a background process (`python -m recipe_core tune`, which calls run_study): it goes on if
+    the page is closed. executor is a name the operator listed, checked reachable first; a hopeless target is
+    refused here in one line (runs.preflight), before any process. epochs (MLP only; 0: automatic). Its name."""
+    address = executors.reachable(settings.executor_address(executor))
+    name = f"{record.name}-{target}-{model}-{sampler}-s{seed}-{new_id()[:6]}"
+    argv = ["tune", record.id, "--target", target, "--model", model, "--trials", str(n_trials), "--sampler", sampler,
+            "--seed", str(seed), "--executor", address, "--workers", str(workers), "--study", name,
+            "--author", author or "anonymous"]
+    if model == "mlp" and epochs:
+        argv += ["--epochs", str(epochs)]
+    runs.preflight(settings, record, target, runs.config_from({"model": model}))
+    # the space goes in a file of the job: a long JSON argument once broke the start ("File name too long")
+    jobs.start_command(settings, argv, label=_LABEL + name, files={"--space-file": json.dumps(space_rows, default=str)})
+    return name
+
+
+_LABEL = "study:"  # a background command's label: the study it drives
+
+
+def background_command(settings: Settings, study_name: str) -> jobs.Command | None:
+    """The newest background command started for this study (by anyone), or None (e.g. one run from the CLI)."""
+    return jobs.latest_command(settings, _LABEL + study_name)
 
 
 def request_stop(store_url: str, study_name: str) -> None:
@@ -300,6 +350,16 @@ def studies(store_url: str, dataset_id: str | None = None, target: str | None = 
     keep = [s for s in found if (dataset_id is None or s.user_attrs.get("dataset_id") == dataset_id)
             and (target is None or s.user_attrs.get("target") == target)]
     return [s.study_name for s in sorted(keep, key=lambda s: s._study_id, reverse=True)]
+
+
+def known_studies(settings: Settings, store: Store, dataset_id: str, target: str) -> list[str]:
+    """The studies of a dataset and target, newest first, after the searches started in the background whose
+    process has not made its study (yet, or ever: it failed), so that their state can be shown."""
+    names = studies(store.url, dataset_id, target)
+    started = [c.label.removeprefix(_LABEL) for c in jobs.list_commands(settings)
+               if c.label.startswith(_LABEL) and c.argv[1:2] == (dataset_id,) and ("--target", target) in
+               zip(c.argv, c.argv[1:], strict=False)]
+    return list(dict.fromkeys([n for n in started if n not in names] + names))
 
 
 def _trial_row(t: optuna.trial.FrozenTrial) -> dict:

@@ -1,1 +1,4 @@
-"""The store of datasets, runs, metrics, labels and notes, its tracking API and importers. The only package that holds SQL for the store."""
+"""The store of datasets, runs, metrics, labels and notes, its tracking API and importers.
+
+The only package that holds SQL for the store.
+"""

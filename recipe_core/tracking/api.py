@@ -22,10 +22,11 @@ import weakref
 from numbers import Integral
 
 from recipe_core.config import load_settings
-from recipe_core.errors import BadInput, NotFound, RecipeError
+from recipe_core.errors import BadInput, NotFound, RecipeError, first_line
 from recipe_core.jsonsafe import plain
 from recipe_core.tracking.heartbeat import Heartbeat
-from recipe_core.tracking.store import Comment, RunRecord, Store, check_key, new_id, now_iso
+from recipe_core.tracking.records import Comment, RunRecord, check_key, new_id, now_iso
+from recipe_core.tracking.store import Store
 
 FLUSH_SECONDS = 2.0  # the page sees a live run's points this late at most
 FLUSH_POINTS = 50_000  # and a fast loop writes in batches of this many
@@ -72,7 +73,7 @@ class Run:
             self.cancel_requested = self.store.log_metrics(self.run_id, self.points)
         except Exception as e:  # noqa: BLE001 - the store's own errors (connection lost, refused write)
             raise RecipeError(f"could not write {len(self.points):,} logged points of run {self.run_id} to the "
-                              f"store ({type(e).__name__}: {_first_line(e)}); they are kept for the next flush") \
+                              f"store ({type(e).__name__}: {first_line(e, 200)}); they are kept for the next flush") \
                 from None
         self.points = []
         self.last_flush = time.monotonic()
@@ -141,8 +142,9 @@ def start_run(name: str | None = None, config: dict | None = None, parent: str |
         id=run_id or new_id(), name=str(name or f"run-{time.strftime('%Y%m%d-%H%M%S')}")[:500],
         model=str(model or config.get("model") or "custom")[:64], config=config, dataset_id=dataset_id,
         target=target, seed=seed if isinstance(seed, int) and not isinstance(seed, bool) else None,
-        author=author or os.environ.get("RECIPE_AUTHOR") or login_name("unknown"), status="running", host=socket.gethostname(),
-        pid=os.getpid(), created_at=created_at or now_iso(), started_at=created_at or now_iso(),
+        author=author or os.environ.get("RECIPE_AUTHOR") or login_name("unknown"), status="running",
+        host=socket.gethostname(), pid=os.getpid(), created_at=created_at or now_iso(),
+        started_at=created_at or now_iso(),
         heartbeat=time.time(), parent_id=parent or None, hypothesis=str(hypothesis or ""),
         tags=tuple(str(t) for t in tags), source=source)
     return Run(store, store.add_run(record))
@@ -153,11 +155,6 @@ def _number(value, what: str) -> float:
         return float(value)  # also takes numpy and torch scalars
     except (TypeError, ValueError, OverflowError):
         raise BadInput(f"{what} must be a number, got {type(value).__name__}") from None
-
-
-def _first_line(e: Exception) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0][:200] if text else type(e).__name__
 
 
 def login_name(fallback: str = "anonymous") -> str:

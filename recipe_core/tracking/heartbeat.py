@@ -1,14 +1,34 @@
 """Liveness: a process that owns runs marks them alive every few seconds while it lives.
 
 A kill -9, an out-of-memory kill or a lost machine leaves no last word, so the silence is the signal: the store
-reads an active run whose beats stopped as lost (store.lost_after_s). A beat is one small UPDATE on its own thread,
+reads an active run whose beats stopped as lost (lost_after_s). A beat is one small UPDATE on its own thread,
 so a long step (a big fit, a slow epoch, a script that logs once an hour) never reads as a death.
 """
 from __future__ import annotations
 
+import os
 import threading
+from typing import TYPE_CHECKING
 
-from recipe_core.tracking.store import ACTIVE, Store, heartbeat_s
+from recipe_core.tracking.records import ACTIVE
+
+if TYPE_CHECKING:  # the store reads runs as lost by lost_after_s: it imports this module
+    from recipe_core.tracking.store import Store
+
+BEATS_BEFORE_LOST = 6
+
+
+def heartbeat_s() -> float:
+    """How often a process marks its runs alive (RECIPE_HEARTBEAT_S, default 10 s)."""
+    try:
+        return max(0.05, float(os.environ.get("RECIPE_HEARTBEAT_S") or 10.0))
+    except ValueError:
+        return 10.0
+
+
+def lost_after_s() -> float:
+    """An active run silent this long reads lost: a minute by default, well within the two the team expects."""
+    return BEATS_BEFORE_LOST * heartbeat_s()
 
 
 class Heartbeat:

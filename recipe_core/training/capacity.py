@@ -8,19 +8,21 @@ jobs, a study's workers, the CLI) and freed by the kernel when a process dies, e
 from __future__ import annotations
 
 import fcntl
-import resource
 import time
 from contextlib import contextmanager
 
 from recipe_core.config import MB, Settings, TrainConfig
+from recipe_core.data.records import Column
 from recipe_core.errors import BadInput
-from recipe_core.tracking.store import Column, Store, now_iso
+from recipe_core.tracking.records import now_iso
+from recipe_core.tracking.store import Store
+from recipe_core.units import human_bytes
 
 POLL_S = 0.5  # a queued run looks for a free slot (and for a cancel) this often
 # What a training process maps before its first tensor: Python, torch, scikit-learn and DuckDB (measured 1.2 GB of
 # address space; the limit counts address space, not resident memory).
 PROCESS_BYTES = 1536 * MB
-FLOAT = 4  # bytes of a float32
+FLOAT32_BYTES = 4
 
 
 @contextmanager
@@ -64,15 +66,6 @@ def slots_in_use(settings: Settings) -> int:
     return held
 
 
-def limit_memory(limit_bytes: int) -> None:
-    """Cap this process's address space: past it an allocation fails in this process (the run ends failed, out
-    of memory), never the machine's other work."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-    if hard != resource.RLIM_INFINITY:
-        limit_bytes = min(limit_bytes, hard)
-    resource.setrlimit(resource.RLIMIT_AS, (limit_bytes, hard))
-
-
 def n_features_at_most(columns: tuple[Column, ...], config: TrainConfig) -> int:
     """An upper bound of the encoded width (features.py): a number and its missing flag per numeric-like column,
     the top values, "other" and a missing flag per categorical one, the hashed words and a flag per text one."""
@@ -92,9 +85,9 @@ def mlp_bytes(config: TrainConfig, n_rows: int, n_features: int, n_classes: int)
         return n_features * width + width + (config.depth - 1) * (width * width + width) + width * n_classes + n_classes
 
     nets = 2 * parameters(config.width) + (parameters(2 * config.width) if config.checks else 0)
-    data = 3 * n_rows * n_features * FLOAT
-    activations = 3 * config.batch_size * 2 * config.width * config.depth * FLOAT
-    return PROCESS_BYTES + data + 4 * FLOAT * nets + activations
+    data = 3 * n_rows * n_features * FLOAT32_BYTES
+    activations = 3 * config.batch_size * 2 * config.width * config.depth * FLOAT32_BYTES
+    return PROCESS_BYTES + data + 4 * FLOAT32_BYTES * nets + activations
 
 
 def check_fits(settings: Settings, config: TrainConfig, n_rows: int, n_features: int, n_classes: int) -> None:
@@ -103,11 +96,7 @@ def check_fits(settings: Settings, config: TrainConfig, n_rows: int, n_features:
         return
     need = mlp_bytes(config, n_rows, n_features, n_classes)
     if need > settings.job_memory_bytes:
-        raise BadInput(f"this MLP needs about {_size(need)} (width {config.width} x depth {config.depth}, for a "
+        raise BadInput(f"this MLP needs about {human_bytes(need)} (width {config.width} x depth {config.depth}, for a "
                        f"dataset of {n_rows:,} rows and up to {n_features:,} features), more than a training job "
-                       f"may use ({_size(settings.job_memory_bytes)}, RECIPE_JOB_MEMORY_MB); make it narrower or "
+                       f"may use ({human_bytes(settings.job_memory_bytes)}, RECIPE_JOB_MEMORY_MB); make it narrower or "
                        "shallower")
-
-
-def _size(n: int) -> str:
-    return f"{n / 2**30:.3g} GB" if n >= 2**30 else f"{n / MB:.0f} MB"

@@ -1,4 +1,4 @@
-"""The recipe's sanity checks. Each returns a verdict with its numbers: {"ok": True/False/None, "message", ...}.
+"""The recipe's sanity checks. Each returns a verdict with its numbers (verdicts.py): ok True, False or None.
 
 ok is None when a check does not apply (the prior baseline has no inputs, trees have no loss at init) or cannot
 decide (a capacity ladder that learned nothing: "inconclusive").
@@ -12,8 +12,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from recipe_core.training import features
-from recipe_core.training.train import flush_denormals, loss_fn, mean_loss, predict, train_mlp
+from recipe_core.training import features, verdicts
+from recipe_core.training.loop import flush_denormals, loss_fn, mean_loss, predict, train_mlp
 
 LOSS_AT_INIT_TOL = 0.02  # relative: the measured step-0 loss must be within 2% of the formula
 OVERFIT_N = 8  # examples in the batch to overfit
@@ -31,10 +31,6 @@ CAPACITY_MIN_FALL = 0.20
 CAPACITY_ROWS = 512
 
 
-def skipped(why: str) -> dict:
-    return {"ok": None, "message": why}
-
-
 def expected_loss_at_init(task: str, y_train: np.ndarray, n_classes: int, bias_init: bool) -> float:
     """The formula: entropy of the class prior (prior-bias init) or ln C (uniform logits); for regression the
     target's variance around its mean (mean-bias init) or its mean square (zero output)."""
@@ -48,12 +44,14 @@ def expected_loss_at_init(task: str, y_train: np.ndarray, n_classes: int, bias_i
     return float(np.var(y)) if bias_init else float(np.mean(y ** 2))
 
 
-def loss_at_init(expected: float, measured: float, bias_init: bool, tol: float = LOSS_AT_INIT_TOL) -> dict:
+def loss_at_init(expected: float, measured: float, bias_init: bool,
+                 tol: float = LOSS_AT_INIT_TOL) -> verdicts.LossAtInit:
     ok = abs(measured - expected) <= tol * abs(expected) + 1e-6
     how = "with the last-layer bias initialized" if bias_init else "without bias init"
     message = (f"step-0 loss {measured:.4g} matches the formula {expected:.4g} ({how})" if ok else
-               f"step-0 loss {measured:.4g} is far from the formula {expected:.4g} ({how}): check the last layer's init")
-    return {"ok": bool(ok), "message": message, "expected": expected, "measured": measured, "tolerance": tol}
+               f"step-0 loss {measured:.4g} is far from the formula {expected:.4g} ({how}): "
+               "check the last layer's init")
+    return verdicts.LossAtInit(bool(ok), message, expected=expected, measured=measured, tolerance=tol)
 
 
 def irreducible_loss(X: torch.Tensor, y: torch.Tensor, task: str) -> dict:
@@ -79,7 +77,7 @@ def irreducible_loss(X: torch.Tensor, y: torch.Tensor, task: str) -> dict:
 
 
 def overfit_one_batch(model: nn.Module, X: torch.Tensor, y: torch.Tensor, task: str, lr: float,
-                      max_steps: int = OVERFIT_MAX_STEPS) -> dict:
+                      max_steps: int = OVERFIT_MAX_STEPS) -> verdicts.OverfitOneBatch:
     """Train a fresh model on a few examples, full batch, until the loss is near its floor (or give up).
 
     The floor is the batch's irreducible loss (zero unless identical inputs carry different labels); near it is
@@ -117,13 +115,14 @@ def overfit_one_batch(model: nn.Module, X: torch.Tensor, y: torch.Tensor, task: 
     message = (f"{len(X)} examples trained to loss {final:.3g} in {step} steps ({target})" if ok else
                f"{len(X)} examples still at loss {final:.3g} after {step} steps ({target}): "
                "the model cannot fit even one batch; look for a bug, a zero learning rate or too little capacity")
-    return {"ok": bool(ok), "message": message, "n": len(X), "steps": step, "final_loss": final,
-            "threshold": threshold, "floor": floor, "n_ambiguous": reachable["n_ambiguous"],
-            "n_distinct": reachable["n_distinct"], "labels": labels, "predictions": shown, "curve": curve}
+    return verdicts.OverfitOneBatch(bool(ok), message, n=len(X), steps=step, final_loss=final, threshold=threshold,
+                                    floor=floor, n_ambiguous=reachable["n_ambiguous"],
+                                    n_distinct=reachable["n_distinct"], labels=labels, predictions=shown, curve=curve)
 
 
 def input_independent(real_val_loss: float, twin_val_loss: float, real_train_loss: float | None = None,
-                      twin_train_loss: float | None = None, margin: float = INPUT_MARGIN) -> dict:
+                      twin_train_loss: float | None = None,
+                      margin: float = INPUT_MARGIN) -> verdicts.InputIndependent:
     """The real model must beat its twin trained on zeroed inputs by a margin, on the validation split."""
     ok = real_val_loss <= twin_val_loss * (1 - margin)
     gain = 1 - real_val_loss / twin_val_loss if twin_val_loss > 0 else math.nan
@@ -135,11 +134,11 @@ def input_independent(real_val_loss: float, twin_val_loss: float, real_train_los
         if real_train_loss is not None and twin_train_loss is not None and real_train_loss < 0.9 * twin_train_loss:
             message += (f"; its training loss is lower ({real_train_loss:.4g} vs {twin_train_loss:.4g}), so what it "
                         "learned from the input does not generalize: it overfits, or the input holds no signal")
-    return {"ok": bool(ok), "message": message, "real_val_loss": real_val_loss, "twin_val_loss": twin_val_loss,
-            "real_train_loss": real_train_loss, "twin_train_loss": twin_train_loss, "margin": margin}
+    return verdicts.InputIndependent(bool(ok), message, real_val_loss=real_val_loss, twin_val_loss=twin_val_loss,
+                                     real_train_loss=real_train_loss, twin_train_loss=twin_train_loss, margin=margin)
 
 
-def batch_independence(model: nn.Module, X: torch.Tensor) -> dict:
+def batch_independence(model: nn.Module, X: torch.Tensor) -> verdicts.BatchIndependence:
     """Backprop from one example's output: the gradient must reach that example's input and no other."""
     was_training = model.training
     model.train()  # in train mode, where batch-mixing layers (batch norm, a wrong view/transpose) do mix
@@ -151,7 +150,7 @@ def batch_independence(model: nn.Module, X: torch.Tensor) -> dict:
             if reach[i] > 0:
                 break
         else:
-            return {"ok": False, "message": "no example's output has any gradient to its input", "example": None}
+            return verdicts.BatchIndependence(False, "no example's output has any gradient to its input")
     finally:
         model.train(was_training)
     others = torch.cat([reach[:i], reach[i + 1:]])
@@ -160,13 +159,14 @@ def batch_independence(model: nn.Module, X: torch.Tensor) -> dict:
     message = (f"the gradient of example {i}'s output reaches only input {i} (of {len(X)})" if ok else
                f"the gradient of example {i}'s output reaches {leaked} other examples of the batch: "
                "something mixes information across the batch")
-    return {"ok": ok, "message": message, "example": i, "batch": len(X), "other_inputs_reached": leaked,
-            "max_other_gradient": float(others.max()) if len(others) else 0.0, "own_gradient": float(reach[i])}
+    return verdicts.BatchIndependence(ok, message, example=i, batch=len(X), other_inputs_reached=leaked,
+                                      max_other_gradient=float(others.max()) if len(others) else 0.0,
+                                      own_gradient=float(reach[i]))
 
 
 def capacity(make_model: Callable[[int], nn.Module], X: torch.Tensor, y: torch.Tensor, task: str, lr: float,
              widths: list[int], steps: int = CAPACITY_STEPS, tol: float = CAPACITY_TOL,
-             min_fall: float = CAPACITY_MIN_FALL) -> dict:
+             min_fall: float = CAPACITY_MIN_FALL) -> verdicts.Capacity:
     """Train each width on the same rows for the same steps: training loss must not rise as capacity grows.
 
     The ladder says something only if it learned: when no width ended at least min_fall below its own loss at
@@ -178,10 +178,10 @@ def capacity(make_model: Callable[[int], nn.Module], X: torch.Tensor, y: torch.T
         model = train_mlp(model, X, y, task, epochs=steps, batch_size=len(X), lr=lr)
         losses.append(mean_loss(model, X, y, task))
     rises = [i for i in range(1, len(losses)) if losses[i] > losses[i - 1] * (1 + tol) + 1e-9]
-    falls = [1 - end / start if start > 0 else 0.0 for start, end in zip(starts, losses)]
+    falls = [1 - end / start if start > 0 else 0.0 for start, end in zip(starts, losses, strict=True)]
     best = int(np.argmax(falls))
     learned = falls[best] >= min_fall
-    ladder = ", ".join(f"{w}: {l:.4g}" for w, l in zip(widths, losses))
+    ladder = ", ".join(f"{w}: {loss:.4g}" for w, loss in zip(widths, losses, strict=True))
     if rises:
         ok = False
         message = (f"training loss rises with capacity at width {widths[rises[0]]} ({ladder}): "
@@ -196,17 +196,17 @@ def capacity(make_model: Callable[[int], nn.Module], X: torch.Tensor, y: torch.T
         ok = True
         message = (f"training loss falls (or holds) as width grows ({ladder}), from {starts[best]:.4g} at init "
                    f"({falls[best]:.0%} lower at width {widths[best]})")
-    return {"ok": ok, "message": message, "widths": list(widths), "train_losses": losses, "init_losses": starts,
-            "best_fall": falls[best], "min_fall": min_fall, "steps": steps, "rows": len(X)}
+    return verdicts.Capacity(ok, message, widths=list(widths), train_losses=losses, init_losses=starts,
+                             best_fall=falls[best], min_fall=min_fall, steps=steps, rows=len(X))
 
 
-def reproducibility(metrics: dict, earlier: dict | None, earlier_id: str | None = None) -> dict:
+def reproducibility(metrics: dict, earlier: dict | None, earlier_id: str | None = None) -> verdicts.Verdict:
     """Same data, split, config, seed and code: the metrics must be identical to an earlier run's."""
     if earlier is None:
-        return {"ok": None, "message": "no earlier run with this data, config, seed and code; run it again to check"}
+        return verdicts.Verdict(None, "no earlier run with this data, config, seed and code; run it again to check")
     differ = {k: [earlier.get(k), v] for k, v in metrics.items() if earlier.get(k) != v}
     ok = not differ
     message = (f"identical metrics to run {earlier_id} (same seed and config)" if ok else
                f"metrics differ from run {earlier_id} with the same seed and config: "
                + ", ".join(f"{k} {a} vs {b}" for k, (a, b) in list(differ.items())[:3]))
-    return {"ok": ok, "message": message, "earlier_run": earlier_id, "differences": differ}
+    return verdicts.Reproducibility(ok, message, earlier_run=earlier_id, differences=differ)

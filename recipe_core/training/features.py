@@ -10,7 +10,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from sklearn.feature_extraction.text import HashingVectorizer
 
 OTHER = "(other)"
 MISSING = " (missing)"
@@ -29,7 +28,8 @@ class Block:
     has_missing: bool = False  # the last feature of the block is the missing indicator
 
 
-def _as_float(values: pd.Series, treat: str) -> np.ndarray:
+def _as_numbers(values: pd.Series, treat: str) -> np.ndarray:
+    """The column as floats (a datetime in seconds since 1970), NaN where missing or not a number."""
     if treat == "datetime":
         stamps = pd.to_datetime(values, errors="coerce", utc=True)
         out = (stamps - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
@@ -57,7 +57,7 @@ class FeatureEncoder:
             has_missing = bool(missing.any())
             extra = (column + MISSING,) if has_missing else ()
             if treat in ("numeric", "datetime", "boolean"):
-                x = _as_float(values, treat)[~missing]
+                x = _as_numbers(values, treat)[~missing]
                 mean = float(x.mean()) if len(x) else 0.0
                 std = float(x.std()) if len(x) > 1 else 0.0
                 block = Block(column, "numeric" if treat == "boolean" else treat, start, (column,) + extra,
@@ -85,9 +85,12 @@ class FeatureEncoder:
             missing = _missing(values, self.treatments[b.column])
             end = b.start + len(b.names) - b.has_missing
             if b.treat in ("numeric", "datetime"):
-                x = (_as_float(values, self.treatments[b.column]) - b.mean) / b.std
+                x = (_as_numbers(values, self.treatments[b.column]) - b.mean) / b.std
                 out[:, b.start] = np.where(missing, 0.0, x)  # missing sits at the training mean
             elif b.treat == "text":
+                # scikit-learn only here: reading a run's views (Train page, Label page) never loads it
+                from sklearn.feature_extraction.text import HashingVectorizer
+
                 hasher = HashingVectorizer(n_features=self.text_features, alternate_sign=False, norm="l2")
                 out[:, b.start:end] = hasher.transform(_as_text(values).fillna("")).toarray()
             else:
@@ -123,7 +126,7 @@ class FeatureEncoder:
 
 def _missing(values: pd.Series, treat: str) -> np.ndarray:
     if treat in ("numeric", "datetime", "boolean"):
-        return ~np.isfinite(_as_float(values, treat))
+        return ~np.isfinite(_as_numbers(values, treat))
     return values.isna().to_numpy()
 
 

@@ -1,6 +1,6 @@
 """Training jobs as separate processes: start, wait for a free slot, cancel, and notice the ones that died.
 
-The web server never trains: it starts `python -m recipe_core.jobs RUN_ID` and polls the store. A crash, an
+The web server never trains: it starts `python -m recipe_core.training.jobs RUN_ID` and polls the store. A crash, an
 out-of-memory kill or a cancel ends that process only, and the run is marked failed or cancelled with why (its
 last "error:" line included); a process that vanished without a word (kill -9, a reboot) stops beating, and its
 run reads lost. Searches and learning curves run as background commands with their own files under jobs/.
@@ -20,14 +20,30 @@ from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from recipe_core.config import Settings, load_settings
+from recipe_core import limits
+from recipe_core.config import Settings, TrainConfig, load_settings
+from recipe_core.data.records import DatasetRecord
 from recipe_core.errors import CANCELLED, Cancelled, NotFound, RecipeError
 from recipe_core.tracking.heartbeat import Heartbeat
-from recipe_core.tracking.store import RunRecord, Store, new_id, now_iso
+from recipe_core.tracking.records import RunRecord, new_id, now_iso
+from recipe_core.tracking.store import Store
 from recipe_core.training import capacity
 
 CANCEL_GRACE_S = 5.0  # after a cancel request, the job has this long to stop by itself before it is terminated
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def submit(settings: Settings, store: Store, record: DatasetRecord, target: str, config: TrainConfig,
+           author: str = "", parent_id: str | None = None, hypothesis: str = "") -> RunRecord:
+    """Train one run in its own process: refuse a config that cannot train before any run exists
+    (runs.preflight), register the run, start its process. What the Train and Tune pages do to train a run."""
+    from recipe_core.training import runs  # torch: a job process limits its memory before it loads (see main)
+
+    runs.preflight(settings, record, target, config)
+    run = runs.create(store, record, target, config, author=author, parent_id=parent_id,
+                      hypothesis=hypothesis.strip())
+    start(settings, store, run.id)
+    return run
 
 
 def start(settings: Settings, store: Store, run_id: str) -> subprocess.Popen:
@@ -290,12 +306,12 @@ def _on_sigterm(signum, frame):
 
 def main(argv: list[str]) -> int:
     if len(argv) != 1:
-        print("usage: python -m recipe_core.jobs RUN_ID", file=sys.stderr)
+        print("usage: python -m recipe_core.training.jobs RUN_ID", file=sys.stderr)
         return 2
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         settings = load_settings()
-        capacity.limit_memory(settings.job_memory_bytes)  # before torch maps its libraries: everything counts
+        limits.limit_memory(settings.job_memory_bytes)  # before torch maps its libraries: everything counts
         store = Store(settings.store_url)
         run = execute(settings, store, argv[0])
     except RecipeError as e:

@@ -34,11 +34,17 @@ def estimator(config: TrainConfig, task: str):
     raise ValueError(f"no scikit-learn estimator for model {config.model!r}")
 
 
-def predict(est, X: np.ndarray, task: str) -> np.ndarray:
-    """Probabilities over all classes 0..C-1 (columns), or values."""
-    if task == "classification":
-        return est.predict_proba(X)
-    return est.predict(X).astype(float)
+def predict(est, X: np.ndarray, task: str, n_classes: int) -> np.ndarray:
+    """Probabilities over all n_classes classes (columns 0..n_classes-1), or values. predict_proba has a column only
+    per class seen in training (est.classes_): a class absent from the training split gets probability 0."""
+    if task != "classification":
+        return est.predict(X).astype(float)
+    seen = est.predict_proba(X)
+    if seen.shape[1] == n_classes:
+        return seen
+    out = np.zeros((len(X), n_classes))
+    out[:, est.classes_] = seen
+    return out
 
 
 class MLP(nn.Module):

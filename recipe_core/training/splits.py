@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 
 from recipe_core.errors import BadInput
-from recipe_core.tracking.store import SplitRecord, Store, new_id
+from recipe_core.tracking.records import SplitRecord, new_id
+from recipe_core.tracking.store import Store
 
 TRAIN, VAL, TEST, EXCLUDED = 0, 1, 2, 255
 NAMES = {TRAIN: "train", VAL: "val", TEST: "test"}

@@ -25,12 +25,14 @@ import recipe_core as rc
 from recipe_core import config, csv_export, safetext
 from recipe_core.compare import comparison
 from recipe_core.config import Settings, TrainConfig
-from recipe_core.data import datasets, queries
-from recipe_core.data.queries import Filter, RowQuery
+from recipe_core.data import ingest, rows
+from recipe_core.data.db import DatasetDB
+from recipe_core.data.filters import Filter, RowQuery
 from recipe_core.errors import BadInput
 from recipe_core.labelling import labels
 from recipe_core.tracking import importers
-from recipe_core.tracking.store import Comment, LabelEvent, RunRecord, Store
+from recipe_core.tracking.records import Comment, LabelEvent, RunRecord
+from recipe_core.tracking.store import Store
 from recipe_core.training import runs
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,7 +52,7 @@ class Env:
     settings: Settings
     store: Store
     wine: object  # DatasetRecord
-    db: queries.DatasetDB
+    db: DatasetDB
     tmp: Path
     counter: list = field(default_factory=lambda: [0])
 
@@ -126,7 +128,7 @@ HARMLESS_WHERE = ["alcohol > 13", "lower(cultivar) LIKE '%1%'", "coalesce(alcoho
 
 
 def _page(where: str = "", **fields):
-    return lambda env: queries.page(env.db, RowQuery(where=where, **fields))
+    return lambda env: rows.page(env.db, RowQuery(where=where, **fields))
 
 
 def query_cases() -> list[Case]:
@@ -151,16 +153,16 @@ def query_cases() -> list[Case]:
                  _page(filters=(f,)), REFUSE) for f in filters]
     out += [Case("query", f"filter value {v!r}", _page(filters=(Filter("alcohol", ">", v),)), lambda p, env: None,
                  must_accept=True) for v in (13, 13.5, Decimal("13.5"), "13", " 13 ", "1e1", "-inf", "nan", True, 2**70)]
-    out += [Case("query", f"row {r!r}", lambda env, r=r: queries.row(env.db, r), REFUSE)
+    out += [Case("query", f"row {r!r}", lambda env, r=r: rows.row(env.db, r), REFUSE)
             for r in ("x", None, -1, 10**30, "1; DROP", 1.5e300)]
-    out += [Case("query", f"extremes of {c!r}, n={n!r}", lambda env, c=c, n=n: queries.extremes(env.db, c, n), REFUSE)
+    out += [Case("query", f"extremes of {c!r}, n={n!r}", lambda env, c=c, n=n: rows.extremes(env.db, c, n), REFUSE)
             for c, n in (("nope", 5), ("alcohol", "x"), ("alcohol", None), (NUL, 1))]
     return out
 
 
 # -- 3. tiny uploads that inflate; files that are not what they say --------------------------------------------
 def _ingest(data: bytes, source: str = "upload.csv", name: str | None = None):
-    return lambda env: datasets.ingest_bytes(env.settings, env.store, data, source_name=source,
+    return lambda env: ingest.ingest_bytes(env.settings, env.store, data, source_name=source,
                                              name=name if name is not None else env.fresh())
 
 
@@ -207,7 +209,7 @@ def ingest_cases() -> list[Case]:
     for label, data in files.items():
         attack = _ingest(data)
         if label in capped:  # a 3 MB bomb against a 1 MB cap stands for the 1 GB one
-            attack = (lambda env, data=data: datasets.ingest_bytes(
+            attack = (lambda env, data=data: ingest.ingest_bytes(
                 replace(env.settings, max_upload_bytes=1 << 20), env.store, data, source_name="bomb.csv.gz",
                 name=env.fresh()))
         out.append(Case("ingest", label, attack, _refused_unless(lambda r, env: _listed(env))))
@@ -239,9 +241,9 @@ def _stored_safely(record, env: Env) -> None:
 
 
 def _queryable(record, env: Env) -> None:
-    db = queries.DatasetDB(env.settings, record)
+    db = DatasetDB(env.settings, record)
     try:
-        assert queries.page(db, RowQuery(limit=5)).n_total == 2
+        assert rows.page(db, RowQuery(limit=5)).n_total == 2
     finally:
         db.close()
 
@@ -453,11 +455,11 @@ def _compare_export(env: Env, value: str) -> str:
 def _rows_export(env: Env, value: str) -> str:
     data = io.StringIO()
     csv.writer(data).writerows([[value, "n"], [value, "-1"], ["plain", "2"]])
-    record = datasets.ingest_bytes(env.settings, env.store, data.getvalue().encode(), source_name="f.csv",
+    record = ingest.ingest_bytes(env.settings, env.store, data.getvalue().encode(), source_name="f.csv",
                                    name=env.fresh())
-    db = queries.DatasetDB(env.settings, record)
+    db = DatasetDB(env.settings, record)
     try:
-        return queries.export_csv(db, RowQuery()).decode()
+        return rows.export_csv(db, RowQuery()).decode()
     finally:
         db.close()
 

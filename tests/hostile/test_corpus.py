@@ -6,7 +6,9 @@ import corpus
 import pytest
 
 from recipe_core.config import load_settings
-from recipe_core.data import datasets, queries
+from recipe_core.data import ingest, rows
+from recipe_core.data.db import DatasetDB
+from recipe_core.data.filters import RowQuery
 from recipe_core.errors import RecipeError
 from recipe_core.tracking.store import Store
 
@@ -22,8 +24,8 @@ def env(tmp_path_factory):
     mp.delenv("RECIPE_STORE_URL", raising=False)
     settings = load_settings()
     store = Store(settings.store_url)
-    wine = datasets.ingest_file(settings, store, corpus.ROOT / "sample_data" / "wine.csv")
-    db = queries.DatasetDB(settings, wine)
+    wine = ingest.ingest_file(settings, store, corpus.ROOT / "sample_data" / "wine.csv")
+    db = DatasetDB(settings, wine)
     yield corpus.Env(settings, store, wine, db, tmp_path_factory.mktemp("hostile_tmp"))
     db.close()
     mp.undo()
@@ -53,7 +55,7 @@ def test_nothing_is_left_half_written(env):
     assert not tmp.exists() or not list(tmp.iterdir())
     known = {r.snapshot for r in env.store.list_datasets()}
     assert {p.name for p in env.settings.snapshots_dir.iterdir()} <= known
-    assert queries.page(env.db, queries.RowQuery(limit=1)).n_total == 178
+    assert rows.page(env.db, RowQuery(limit=1)).n_total == 178
     total = sum(OUTCOMES.values())
     if total:  # the figures for the closing note (-s shows them)
         kinds = sorted({k for k, _ in OUTCOMES})

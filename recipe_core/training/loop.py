@@ -33,6 +33,16 @@ def target_tensor(y: np.ndarray, task: str) -> torch.Tensor:
     return torch.as_tensor(y, dtype=torch.long if task == "classification" else torch.float32)
 
 
+def epoch_order(n: int, generator: torch.Generator) -> torch.Tensor:
+    """The shuffled positions of one epoch: batches are consecutive slices of it."""
+    return torch.randperm(n, generator=generator)
+
+
+def first_batch(n: int, batch_size: int, seed: int) -> np.ndarray:
+    """Positions of the first batch train_mlp trains on with this seed (the Train page shows that very batch)."""
+    return epoch_order(n, torch.Generator().manual_seed(seed))[:batch_size].numpy()
+
+
 @torch.no_grad()
 def predict(model: nn.Module, X: torch.Tensor, task: str) -> np.ndarray:
     """Probabilities (classification) or values, in eval mode, in large chunks."""
@@ -80,7 +90,7 @@ def train_mlp(model: nn.Module, X: torch.Tensor, y: torch.Tensor, task: str, *, 
     model.train()
     # -- loop
     for epoch in range(epochs):
-        order = torch.randperm(n, generator=generator)
+        order = epoch_order(n, generator)
         for start in range(0, n, batch_size):
             idx = order[start:start + batch_size]
             loss = fn(model(X[idx]), y[idx])

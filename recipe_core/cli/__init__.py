@@ -1,0 +1,56 @@
+"""The CLI, `python -m recipe_core <command>`: parse, call the core, print; the commands live in modules by concept.
+
+With --json each command prints one JSON document on stdout. Errors print one line starting "error:" on
+stderr and exit non-zero, never a traceback. Starting is cheap: a command imports the heavy libraries it uses
+(DuckDB, torch, Optuna...) when it runs, so listing datasets never loads torch.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from recipe_core.cli import data, labels, runs, search
+from recipe_core.config import load_settings
+from recipe_core.errors import RecipeError
+from recipe_core.jsonsafe import plain
+from recipe_core.tracking.store import Store
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, like every other error; `--help` still shows the usage
+        print(f"error: {message} (see --help)", file=sys.stderr)
+        sys.exit(2)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m recipe_core", description="Recipe: the training recipe, from a terminal.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for group in (data, runs, search, labels):  # the order of `--help`
+        group.add_commands(sub)
+    for name, s in sub.choices.items():
+        if name != "labels":  # each labels command has its own
+            s.add_argument("--json", action="store_true", help="print one JSON document")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = parser().parse_args(argv)
+    except SystemExit as exit_:  # --help, or a usage error already printed as one line
+        return int(exit_.code or 0)
+    try:
+        settings = load_settings()
+        store = Store(settings.store_url)
+        out = plain(args.run(args, settings, store))
+    except RecipeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # a bug: still one line, never a traceback
+        print(f"error: unexpected {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", file=sys.stderr)
+        return 1
+    print(json.dumps(out, ensure_ascii=False) if args.json else args.show(out))
+    return 0

@@ -1,0 +1,1 @@
+"""What the pages draw, one function per view."""
