@@ -56,6 +56,9 @@ class Settings:
     max_jobs: int = 2
     # RECIPE_JOB_MEMORY_MB: the address space of each training process; its out-of-memory ends that run only.
     job_memory_bytes: int = 8192 * MB
+    # True in a process that bounds itself (a CLI command that reads a dataset, a training job): its dataset
+    # queries run on its own connection. The server leaves it False: its queries run in a bounded worker process.
+    queries_in_process: bool = False
 
     @property
     def snapshots_dir(self) -> Path:

@@ -13,6 +13,8 @@ MAX_PAGE_LINES = 150
 
 # package -> the libraries only it may import
 OWNERS = {"data": {"duckdb"}, "training": {"torch", "sklearn"}, "tracking": {"sqlalchemy", "sqlite3", "psycopg"}}
+# The packages in layers: each imports only the ones before it ("" is the small shared modules at the top).
+LAYERS = ["", "data", "tracking", "training", "labelling", "compare", "search", "cli"]
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -23,6 +25,23 @@ def imported_modules(path: Path) -> set[str]:
             names.update(alias.name.split(".")[0] for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names.add(node.module.split(".")[0])
+    return names
+
+
+def runtime_imports(path: Path) -> set[str]:
+    """Packages of recipe_core imported at run time (not those imported for type hints only)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    for node in ast.walk(tree):  # drop `if TYPE_CHECKING:` blocks
+        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
+            node.body = []
+    names = set()
+    for node in ast.walk(tree):
+        modules = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+            [node.module] if isinstance(node, ast.ImportFrom) and node.module and node.level == 0 else []
+        for module in modules:
+            parts = module.split(".")
+            if parts[0] == "recipe_core" and len(parts) > 1:
+                names.add(parts[1] if parts[1] in LAYERS else "")
     return names
 
 
@@ -52,6 +71,16 @@ def test_each_library_family_lives_in_one_package(path):
     for package, libraries in OWNERS.items():
         if package_of(path) != package:
             assert not imported_modules(path) & libraries, f"only recipe_core/{package}/ imports {libraries}"
+
+
+@pytest.mark.parametrize("path", CORE_FILES, ids=short)
+def test_packages_import_only_the_layers_below(path):
+    own = package_of(path)
+    above = set(LAYERS[LAYERS.index(own) + 1:])
+    # The top's __init__ (start_run) and __main__ (the CLI, a job's exit) are entry points, not shared modules.
+    if path.name in ("__init__.py", "__main__.py") and not own:
+        return
+    assert not runtime_imports(path) & above, f"{short(path)} imports a package above {own or 'the shared modules'}"
 
 
 @pytest.mark.parametrize("path", CORE_FILES, ids=short)
@@ -95,3 +124,12 @@ def test_the_checker_sees_a_crossing(tmp_path):
 def test_the_walk_sees_nested_packages():
     assert any(len(p.relative_to(CORE).parts) > 1 for p in CORE_FILES)
     assert {package_of(p) for p in CORE_FILES} >= {"data", "training", "tracking", "labelling", "compare", "search"}
+
+
+def test_the_layer_checker_sees_an_upward_import_but_not_a_type_hint(tmp_path):
+    upward = tmp_path / "upward.py"
+    upward.write_text("from recipe_core.tracking.store import Store\nfrom recipe_core.errors import BadInput\n")
+    hinted = tmp_path / "hinted.py"
+    hinted.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from recipe_core.search import x\n")
+    assert runtime_imports(upward) == {"tracking", ""}
+    assert runtime_imports(hinted) == set()

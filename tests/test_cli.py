@@ -8,7 +8,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from recipe_core import cli
 from recipe_core.cli import main
+from recipe_core.config import load_settings
+from recipe_core.data import db
 
 ROOT = Path(__file__).resolve().parents[1]
 WINE = ROOT / "sample_data" / "wine.csv"
@@ -113,6 +116,39 @@ def test_commands_that_never_train_never_load_torch(home, capsys):
         assert proc.returncode == 0, proc.stderr[-2000:]
         loaded = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import")}
         assert "recipe_core.cli" in loaded and not loaded & set(HEAVY), (argv, sorted(loaded & set(HEAVY)))
+
+
+
+def test_a_command_that_reads_a_dataset_bounds_its_own_process(home, capsys, monkeypatch):
+    # `python -m recipe_core query` (own_process) caps its address space as the server caps its query worker, and
+    # queries on its own connection instead of starting one; main() called in someone's process does neither.
+    run_json(capsys, "ingest", WINE, "--name", "wine")
+    caps, connections = [], []
+    monkeypatch.setattr(cli, "limit_memory", caps.append)
+    real_db = db.DatasetDB.__init__
+
+    def spy(self, settings, record, isolated=None):
+        real_db(self, settings, record, isolated)
+        connections.append(type(self._con).__name__)
+
+    monkeypatch.setattr(db.DatasetDB, "__init__", spy)
+    assert cli.main(["query", "wine", "--limit", "1", "--json"], own_process=True) == 0
+    assert json.loads(capsys.readouterr().out)["n_total"] == 178
+    assert caps == [load_settings().query_memory_bytes] and connections == ["InProcess"]
+    assert cli.main(["query", "wine", "--limit", "1", "--json"]) == 0
+    assert caps == [load_settings().query_memory_bytes] and connections == ["InProcess", "WorkerProcess"]
+    assert cli.main(["runs", "--json"], own_process=True) == 0  # reads no dataset: no cap
+    assert len(caps) == 1
+
+
+def test_out_of_memory_is_one_line(home, capsys, monkeypatch):
+    def exhausted(args, settings, store):
+        raise MemoryError()
+
+    monkeypatch.setattr(cli.data, "cmd_datasets", exhausted)
+    code, out, err = run(capsys, "datasets")
+    assert (code, out, err.strip()) == (1, "", "error: out of memory (a command that reads a dataset may use "
+                                                "RECIPE_QUERY_MEMORY_MB)")
 
 
 def test_train_and_runs(home, capsys):

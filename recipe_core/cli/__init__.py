@@ -9,11 +9,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 
 from recipe_core.cli import data, labels, runs, search
-from recipe_core.config import load_settings
+from recipe_core.config import Settings, load_settings
 from recipe_core.errors import RecipeError
 from recipe_core.jsonsafe import plain
+from recipe_core.limits import limit_memory
 from recipe_core.tracking.store import Store
 
 
@@ -34,13 +36,27 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
+def _bounded(settings: Settings) -> Settings:
+    """A command that only reads a dataset caps its own address space as the server's query worker is capped, and
+    queries on its own connection: the same bound, without starting a worker (a fresh process is already alone)."""
+    # DuckDB and Arrow mapped before the cap, as in the worker: past the cap a query fails, not an import.
+    from recipe_core.data import db  # noqa: F401
+
+    limit_memory(settings.query_memory_bytes)
+    return replace(settings, queries_in_process=True)
+
+
+def main(argv: list[str] | None = None, own_process: bool = False) -> int:
+    """Run one command; the exit code. own_process: this process is the command's alone (`python -m recipe_core`),
+    so a command that reads a dataset may bound it (see _bounded); a caller's process keeps its limits."""
     try:
         args = parser().parse_args(argv)
     except SystemExit as exit_:  # --help, or a usage error already printed as one line
         return int(exit_.code or 0)
     try:
         settings = load_settings()
+        if own_process and getattr(args, "reads_data", False):
+            settings = _bounded(settings)
         store = Store(settings.store_url)
         out = plain(args.run(args, settings, store))
     except RecipeError as e:
@@ -49,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    except MemoryError:  # past the bound _bounded set (or the machine's own)
+        print("error: out of memory (a command that reads a dataset may use RECIPE_QUERY_MEMORY_MB)", file=sys.stderr)
+        return 1
     except Exception as e:  # a bug: still one line, never a traceback
         print(f"error: unexpected {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", file=sys.stderr)
         return 1

@@ -114,7 +114,7 @@ def add_commands(sub) -> None:
     s = sub.add_parser("profile", help="profile every column and list the data-quality warnings")
     s.add_argument("dataset", help="id or name")
     s.add_argument("--target")
-    s.set_defaults(run=cmd_profile, show=show_profile)
+    s.set_defaults(run=cmd_profile, show=show_profile, reads_data=True)
 
     s = sub.add_parser("query", help="filter, search, sort and page through rows")
     s.add_argument("dataset", help="id or name")
@@ -124,7 +124,7 @@ def add_commands(sub) -> None:
     s.add_argument("--desc", action="store_true", help="sort descending")
     s.add_argument("--limit", type=int, default=50)
     s.add_argument("--offset", type=int, default=0)
-    s.set_defaults(run=cmd_query, show=show_query)
+    s.set_defaults(run=cmd_query, show=show_query, reads_data=True)
 
     s = sub.add_parser("set-type", help="change how a column is treated")
     s.add_argument("dataset", help="id or name")

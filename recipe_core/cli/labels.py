@@ -83,7 +83,7 @@ def add_commands(sub) -> None:
         s.add_argument("--target", required=True)
         s.add_argument("--n", type=int, help="sample size (default 100)")
         s.add_argument("--json", action="store_true", help="print one JSON document")
-        s.set_defaults(run=run, show=show)
+        s.set_defaults(run=run, show=show, reads_data=True)
         return s
 
     labels_command("sample", "the fixed sample of validation rows to label (the same every call)", cmd_sample,

@@ -14,6 +14,7 @@ from recipe_core import csv_export
 from recipe_core.compare.chart import ChartSpec, comparison_figure
 from recipe_core.compare.curves import direction
 from recipe_core.errors import BadInput
+from recipe_core.labelling import labels
 from recipe_core.tracking.records import History, MetricSummary, RunRecord
 from recipe_core.tracking.store import Store
 
@@ -370,9 +371,7 @@ def selected_runs(store: Store, run_ids: list[str]) -> list[RunRecord]:
 def references(settings, store: Store, runs: list[RunRecord], metric: str) -> dict[str, float]:
     """Reference lines where they apply: when every run is on one dataset and target, that target's prior and
     input-independent baselines and the human baseline for the metric (see reports.references)."""
-    from recipe_core.compare import reports  # they load torch via runs.py: only when a figure needs them
-    from recipe_core.labelling import labels  # they load torch via runs.py: only when a figure needs them
-
+    from recipe_core.compare import reports  # reports reads this module's tables: imported here, not in a cycle
     targets = {(r.dataset_id, r.target) for r in runs}
     if len(targets) != 1 or None in next(iter(targets)):
         return {}

@@ -13,7 +13,7 @@ import threading
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path, PureWindowsPath
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import duckdb
 
@@ -27,7 +27,9 @@ from recipe_core.data.sql import locked_config, quote_ident, quote_literal
 from recipe_core.data.types import is_numeric
 from recipe_core.errors import BadInput, NotFound
 from recipe_core.safetext import check_text, storable
-from recipe_core.tracking.store import Store
+
+if TYPE_CHECKING:  # the catalog is handed in: data/ never imports the store's package
+    from recipe_core.tracking.store import Store
 
 # DuckDB spills to the work folder beyond this; with Python and pyarrow (~170 MB) the process stays under 1 GB.
 # Measured: with 2GB a 100M-row Parquet peaked at 997 MB; with 512MB a 5M-row, 656 MB CSV peaks at 420-510 MB
