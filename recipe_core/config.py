@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from recipe_core.errors import BadInput
+from recipe_core.units import ceil_div
 
 MB = 1 << 20
 
@@ -166,5 +167,5 @@ class TrainConfig:
     def epochs_for(self, n_train: int) -> int:
         if self.epochs is not None:
             return self.epochs
-        steps_per_epoch = max(1, -(-n_train // self.batch_size))
-        return max(5, min(2000, -(-self.MIN_STEPS // steps_per_epoch)))
+        steps_per_epoch = max(1, ceil_div(n_train, self.batch_size))
+        return max(5, min(2000, ceil_div(self.MIN_STEPS, steps_per_epoch)))

@@ -37,3 +37,9 @@ def first_line(error: BaseException, max_chars: int | None = None) -> str:
     text = str(error).strip()
     line = text.splitlines()[0] if text else type(error).__name__
     return line[:max_chars] if max_chars else line
+
+
+def unexpected(error: BaseException) -> str:
+    """The one line for an error nobody anticipated (a bug): its type and the first line of its message."""
+    text = str(error).strip()
+    return f"unexpected {type(error).__name__}: {text.splitlines()[0] if text else ''}"

@@ -13,7 +13,7 @@ from dataclasses import replace
 
 from recipe_core.cli import data, labels, runs, search
 from recipe_core.config import Settings, load_settings
-from recipe_core.errors import RecipeError
+from recipe_core.errors import RecipeError, unexpected
 from recipe_core.jsonsafe import plain
 from recipe_core.limits import limit_memory
 from recipe_core.tracking.store import Store
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None, own_process: bool = False) -> int:
         print("error: out of memory (a command that reads a dataset may use RECIPE_QUERY_MEMORY_MB)", file=sys.stderr)
         return 1
     except Exception as e:  # a bug: still one line, never a traceback
-        print(f"error: unexpected {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", file=sys.stderr)
+        print(f"error: {unexpected(e)}", file=sys.stderr)
         return 1
     print(json.dumps(out, ensure_ascii=False) if args.json else args.show(out))
     return 0

@@ -13,7 +13,7 @@ import pandas as pd
 from recipe_core import csv_export
 from recipe_core.compare.chart import ChartSpec, comparison_figure
 from recipe_core.compare.curves import direction
-from recipe_core.errors import BadInput
+from recipe_core.errors import BadInput, first_line
 from recipe_core.labelling import labels
 from recipe_core.tracking.records import History, MetricSummary, RunRecord
 from recipe_core.tracking.store import Store
@@ -161,11 +161,11 @@ def config_diff(runs: list[RunRecord], dataset_names: dict[str, str] | None = No
     for key in keys:
         values = [f.get(key, MISSING) for f in flats]
         if any(not _same(values[0], v) for v in values[1:]):
-            rows.append({"key": key, **{_label(r, runs): _show(v) for r, v in zip(runs, values)}})
-    return pd.DataFrame(rows, columns=["key"] + [_label(r, runs) for r in runs])
+            rows.append({"key": key, **{_column_name(r, runs): _show(v) for r, v in zip(runs, values)}})
+    return pd.DataFrame(rows, columns=["key"] + [_column_name(r, runs) for r in runs])
 
 
-def _label(run: RunRecord, runs: list[RunRecord]) -> str:
+def _column_name(run: RunRecord, runs: list[RunRecord]) -> str:
     """The run's name, with its id when two selected runs share a name."""
     twins = sum(1 for r in runs if r.name == run.name)
     return run.name if twins == 1 else f"{run.name} ({run.id[:6]})"
@@ -352,7 +352,7 @@ def figure_bytes(fig, fmt: str) -> bytes:
         try:
             return fig.to_image(format="png", width=1200, height=600, scale=2)
         except Exception as e:  # kaleido without a browser: say what to install
-            raise BadInput(f"PNG export needs Chromium (apt-get install -y chromium): {str(e).splitlines()[0]}")
+            raise BadInput(f"PNG export needs Chromium (apt-get install -y chromium): {first_line(e)}")
     if fmt == "json":
         return fig.to_json().encode()
     raise BadInput(f"unknown figure format {fmt!r}; choose html, png or json")

@@ -13,6 +13,7 @@ import numpy as np
 from tsdownsample import MinMaxLTTBDownsampler
 
 from recipe_core.errors import BadInput
+from recipe_core.units import ceil_div
 
 # Words that mark a metric where higher is better; every other metric is minimised, like a loss.
 MAX_WORDS = frozenset({"accuracy", "acc", "f1", "auc", "r2", "precision", "recall", "kappa", "iou", "bleu", "score"})
@@ -64,7 +65,7 @@ def _ema_from_zero(v: np.ndarray, w: float) -> np.ndarray:
     blocks go through one matrix product; only the value carried from block to block is a loop, over n / B blocks.
     """
     m, b = len(v), _EMA_BLOCK
-    n_blocks = -(-m // b)
+    n_blocks = ceil_div(m, b)
     blocks = np.zeros(n_blocks * b)
     blocks[:m] = v
     blocks = blocks.reshape(n_blocks, b)

@@ -301,7 +301,7 @@ def _widen(src: Source, msg: str) -> bool:
     marked = re.search(WIDEN_MARK + r"(\d+):(.*)", msg)
     if marked:
         i, value = int(marked.group(1)) - 1, marked.group(2)
-        number = _float(value)
+        number = _float_or_none(value)
         if i not in src.exact and (number is None or not math.isfinite(number) or abs(number) >= 2**53):
             src.exact.add(i)  # too large for a double to tell an integer: check the text instead
             return True
@@ -312,7 +312,7 @@ def _widen(src: Source, msg: str) -> bool:
         i = found[0]
         value = re.search(r'Could not convert string "(.*)" to', msg)
         value = value.group(1) if value else ""
-    new = "DOUBLE" if src.types[i] in INT_TYPES and _float(value) is not None else "VARCHAR"
+    new = "DOUBLE" if src.types[i] in INT_TYPES and _float_or_none(value) is not None else "VARCHAR"
     if new == src.types[i]:
         return False
     src.types[i] = new
@@ -339,7 +339,7 @@ def _too_long(msg: str) -> bool:
     return "Maximum line size" in msg or "Parallel CSV Reader" in msg
 
 
-def _float(text: str) -> float | None:
+def _float_or_none(text: str) -> float | None:
     try:
         return float(text)
     except ValueError:

@@ -19,7 +19,7 @@ from threadpoolctl import threadpool_limits
 
 from recipe_core.config import MODELS, TASKS, Settings, TrainConfig
 from recipe_core.data.records import DatasetRecord
-from recipe_core.errors import CANCELLED, BadInput, Cancelled, Pruned, RecipeError
+from recipe_core.errors import CANCELLED, BadInput, Cancelled, Pruned, RecipeError, unexpected
 from recipe_core.tracking.records import RunRecord, new_id, now_iso
 from recipe_core.tracking.store import Store
 from recipe_core.training import artifacts, capacity, checks, evaluation, features, loop, models, targets, verdicts
@@ -138,7 +138,7 @@ def execute(settings: Settings, store: Store, run_id: str, should_stop: Callable
             _end(store, rec, run_id, "failed", OUT_OF_MEMORY)
             return store.get_run(run_id)
         store.put_artifact(run_id, "traceback", traceback.format_exc().encode())
-        _end(store, rec, run_id, "failed", f"unexpected {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+        _end(store, rec, run_id, "failed", unexpected(e))
     return store.get_run(run_id)
 
 
