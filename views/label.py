@@ -54,10 +54,13 @@ def header(sel: ui.Selection, me: str, own: Progress) -> list[str]:
     hidden = st.multiselect("Hide columns that leak the answer (the target is always hidden)",
                             [c for c in sel.record.column_names if c != sel.target],
                             key=f"label_hide:{sel.record.id}:{sel.target}")
+    # Always one element, filled or empty: a message that came and went would shift the answer box below, and the
+    # frontend would remount it and drop a number typed right after the last save (see item_view's caption).
+    feedback = st.container()
     if "label_saved" in st.session_state:
-        st.success(st.session_state.pop("label_saved"), icon=":material/check:")
+        feedback.success(st.session_state.pop("label_saved"), icon=":material/check:")
     if "label_error" in st.session_state:
-        st.error(markdown_literal(st.session_state.pop("label_error")), icon=":material/error:")
+        feedback.error(markdown_literal(st.session_state.pop("label_error")), icon=":material/error:")
     return hidden
 
 

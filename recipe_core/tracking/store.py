@@ -1,5 +1,5 @@
 """The Store: every read and write of the SQL store (SQLite by default, PostgreSQL for teams). Records
-(data/records.py, tracking/records.py) cross its boundary; rows.py maps them to rows, schema.py holds the tables.
+(data/records.py, tracking/records.py) cross its boundary; row_mapping.py maps them to rows, schema.py holds the tables.
 """
 from __future__ import annotations
 
