@@ -12,5 +12,6 @@ st.navigation(
         st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
         st.Page("pages/compare.py", title="Compare", icon=":material/stacked_line_chart:"),
         st.Page("pages/tune.py", title="Tune", icon=":material/tune:"),
+        st.Page("pages/team.py", title="Team", icon=":material/group:"),
     ]
 ).run()

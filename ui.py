@@ -1,11 +1,14 @@
-"""The only Streamlit-aware helper: the shared sidebar, cached getters over recipe_core, session keys.
+"""The only Streamlit-aware helper: the shared sidebar (who is working, and on what), cached getters over
+recipe_core, session keys.
 
 The selection (dataset, target) lives in plain session keys, copied there in each widget's on_change and
 mirrored in st.query_params, so a page works on its own (deep link, AppTest switch_page) and a shared URL
-opens the same view.
+opens the same view. Who is working comes from Streamlit's sign-in when the secrets configure it (team mode),
+else from the name typed in the sidebar (single-user mode).
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,9 +22,10 @@ from recipe_core.data import profile as data_profile
 from recipe_core.data.db import DatasetDB
 from recipe_core.data.records import DatasetRecord
 from recipe_core.data.target import task_of
-from recipe_core.errors import RecipeError
+from recipe_core.errors import RecipeError, first_line
 from recipe_core.labelling import labels
 from recipe_core.safetext import check_text, markdown_literal, storable
+from recipe_core.tracking import access, users
 from recipe_core.tracking.store import Store
 from recipe_core.training import dataset
 
@@ -32,7 +36,11 @@ DATASET = "sel_dataset"
 TARGET = "sel_target"
 AUTHOR = "sel_author"
 AUTHOR_ERROR = "sel_author_error"
-AUTHOR_PARAM = "author"  # the typed name rides in the URL, so a reload or a new tab keeps it (until sign-in)
+AUTHOR_PARAM = "author"  # single-user mode: the typed name rides in the URL, so a reload or a new tab keeps it
+SHOW_ARCHIVED = "sel_show_archived"  # set by the Data page's toggle; the sidebar offers archived datasets then
+AUTH_SECTION = "auth"  # the secrets section that configures st.login (see the README's team section)
+SINGLE_USER_CAPTION = ("single-user mode: everyone who reaches this server acts as you (see the README to sign a "
+                       "team in)")
 
 
 @dataclass(frozen=True)
@@ -41,7 +49,8 @@ class Selection:
     store: Store
     record: DatasetRecord | None
     target: str | None
-    author: str = ""  # the signed-in user, else the name typed in the sidebar
+    author: str = ""  # who.name: the signed-in user, else the name typed in the sidebar
+    who: access.Identity = access.single_user("")
 
 
 # -- cached getters -----------------------------------------------------------------------------
@@ -56,7 +65,9 @@ def _samples_registered(home: str, url: str) -> bool:
     return True
 
 
-@st.cache_data(show_spinner=False)
+# A few seconds old at most: the CLI or another server may unshare, delete or rename a dataset, and who sees what
+# must follow soon without a restart.
+@st.cache_data(show_spinner=False, ttl=5.0)
 def _catalog(url: str) -> list[DatasetRecord]:
     return _store(url).list_datasets()
 
@@ -238,13 +249,65 @@ def verdict_badge(ok: bool | None) -> str:
     return _OUTCOME_MARKUP[outcome(ok)]
 
 
-def _signed_in_user() -> str:
-    try:  # st.user.is_logged_in exists only when authentication is configured
-        if st.user.is_logged_in:
-            return str(st.user.get("email") or st.user.get("name") or "")
-    except (AttributeError, KeyError):
-        pass
-    return ""
+# -- who is working ---------------------------------------------------------------------------------
+def team_mode() -> bool:
+    """Sign-in is configured: the secrets hold an [auth] section (st.secrets reads .streamlit/secrets.toml on a
+    server; a test sets AppTest.secrets). Raises RecipeError when a secrets file exists but cannot be read:
+    falling back to single-user mode would let every visitor in as an admin."""
+    secrets = st.secrets
+    if secrets.load_if_toml_exists():
+        return AUTH_SECTION in secrets
+    unreadable = [p for p in st.get_option("secrets.files") if os.path.exists(p)]
+    if unreadable:
+        raise RecipeError(f"the secrets file {unreadable[0]} could not be read (see the server log), so sign-in "
+                          "is not set up; fix it and restart the server")
+    return False
+
+
+def _signed_in_name() -> str | None:
+    """The signed-in person's name as st.user carries it: the email, unless the provider says it is unverified
+    (anyone could then claim a teammate's address), else the subject; None when nobody is signed in."""
+    user = st.user
+    if not user.get("is_logged_in"):
+        return None
+    email = user.get("email")
+    name = email if email and user.get("email_verified") is not False else user.get("sub")
+    if not name:
+        raise RecipeError("your sign-in carries neither an email nor a subject: ask the operator to request the "
+                          "'openid email' scopes from the provider")
+    return users.checked_name(str(name))
+
+
+def _login() -> None:
+    try:
+        st.login()
+    except Exception as e:  # StreamlitAuthError: an [auth] section the operator has not finished
+        st.session_state[AUTHOR_ERROR] = f"sign-in failed: {first_line(e)}"
+
+
+def _sign_in_gate() -> None:
+    """Team mode, nobody signed in: one line and the sign-in button, nothing of any data."""
+    st.markdown("**Recipe** is shared by a team: sign in to see its datasets and runs.")
+    st.button("Sign in", type="primary", icon=":material/login:", on_click=_login, key="sign_in")
+    if AUTHOR_ERROR in st.session_state:
+        show_error(RecipeError(st.session_state.pop(AUTHOR_ERROR)))
+    st.stop()
+
+
+def _team_identity(the_store: Store) -> access.Identity:
+    """Team mode: the signed-in person with the role an operator gave them; stops the page when nobody is."""
+    try:
+        name = _signed_in_name()
+    except RecipeError as e:
+        show_error(e)
+        st.button("Sign out", on_click=st.logout, key="sign_out_broken")
+        st.stop()
+    if name is None:
+        _sign_in_gate()
+    who = users.identity(the_store, name)
+    st.sidebar.caption(f"Signed in as {markdown_literal(who.name)} · {who.role}")
+    st.sidebar.button("Sign out", icon=":material/logout:", on_click=st.logout, key="sign_out")
+    return who
 
 
 def _checked_author(value) -> str:
@@ -253,8 +316,9 @@ def _checked_author(value) -> str:
 
 
 def author_param(sel: Selection) -> dict[str, str]:
-    """What a link the app builds adds so the page it opens knows who is working (nothing once signed in)."""
-    return {AUTHOR_PARAM: sel.author} if sel.author and not _signed_in_user() else {}
+    """What a link the app builds adds so the page it opens knows who is working (single-user mode only: a
+    signed-in person is known by their sign-in, never by a link)."""
+    return {AUTHOR_PARAM: sel.who.name} if sel.who.name and not sel.who.team else {}
 
 
 def _set_author() -> None:
@@ -265,10 +329,7 @@ def _set_author() -> None:
 
 
 def _author_input() -> str:
-    user = _signed_in_user()
-    if user:
-        st.caption(f"Signed in as {markdown_literal(user)}")
-        return user
+    """Single-user mode: the name typed in the sidebar, kept in the URL across reloads."""
     if AUTHOR not in st.session_state:  # a fresh session (reload, new tab): the name the URL carries
         st.session_state[AUTHOR] = ""
         try:
@@ -280,7 +341,16 @@ def _author_input() -> str:
                   placeholder="shown on your runs and labels; kept in the page's address")
     if AUTHOR_ERROR in st.session_state:
         show_error(RecipeError(st.session_state.pop(AUTHOR_ERROR)))
+    st.caption(SINGLE_USER_CAPTION)
     return st.session_state[AUTHOR]
+
+
+def may_write_or_say(sel: Selection, what: str) -> bool:
+    """Whether this person may write (upload, label, train, tune, comment); if not, one caption saying why."""
+    if access.may_write(sel.who):
+        return True
+    st.caption(f"You are a {sel.who.role}: ask an admin for the member role to {what}.")
+    return False
 
 
 # -- the shared sidebar ---------------------------------------------------------------------------
@@ -295,45 +365,63 @@ def _copy_widget(widget_key: str, session_key: str) -> None:
         st.session_state[TARGET] = None
 
 
+def visible_catalog(who: access.Identity, store_url: str) -> list[DatasetRecord]:
+    """The datasets this person may see (deleted ones never; archived ones too: callers decide to offer them)."""
+    return access.visible_datasets(who, _catalog(store_url))
+
+
 def sidebar() -> Selection:
-    """Render the dataset and target pickers (on every page) and return the selection."""
+    """Who is working, the dataset and target pickers (on every page); returns the selection. In team mode a
+    visitor who has not signed in sees the sign-in button and nothing else."""
     st.set_page_config(page_title="Recipe", layout="wide")  # also when a deep link runs a page without app.py
     try:
         cfg = load_settings()
+        team = team_mode()
     except RecipeError as e:  # e.g. RECIPE_MAX_UPLOAD_MB=lots: say so instead of a traceback
         show_error(e)
         st.stop()
     the_store = _store(cfg.store_url)
+    st.sidebar.markdown("**Recipe** · the training recipe, step by step")
+    # Before the catalog: nothing of any data reaches a visitor who has not signed in.
+    if team:
+        who = _team_identity(the_store)
+    else:
+        with st.sidebar:
+            who = access.single_user(_author_input())
     try:
         _samples_registered(str(cfg.home), cfg.store_url)
     except RecipeError as e:  # a broken sample must not take the app down
         st.sidebar.warning(f"Sample data not registered: {markdown_literal(e)}")
-    records = _catalog(cfg.store_url)
-    by_id = {r.id: r for r in records}
+    seen = {r.id: r for r in visible_catalog(who, cfg.store_url)}
 
-    # First run of a session: take the selection from the URL, if it names something real.
+    # First run of a session: take the selection from the URL. A dataset this person may not see (or a deleted
+    # one) is refused in one line, nothing of it shown, rather than quietly swapped for another.
     if DATASET not in st.session_state:
         from_url = st.query_params.get("dataset")
-        st.session_state[DATASET] = from_url if from_url in by_id else None
+        if from_url and from_url not in seen:
+            st.error(access.HIDDEN_DATASET.capitalize() + ".", icon=":material/block:")
+            st.stop()
+        st.session_state[DATASET] = from_url
         st.session_state[TARGET] = st.query_params.get("target")
-    if st.session_state[DATASET] not in by_id:
-        st.session_state[DATASET] = records[0].id if records else None
+    # Archived datasets are offered when asked for, and the one already open stays (a link to it still works).
+    offered = {i: r for i, r in seen.items()
+               if not r.archived or st.session_state.get(SHOW_ARCHIVED) or i == st.session_state[DATASET]}
+    if st.session_state[DATASET] not in offered:  # none yet, or it was hidden, deleted or archived meanwhile
+        st.session_state[DATASET] = next(iter(offered), None)
         st.session_state[TARGET] = None
-    record = by_id.get(st.session_state[DATASET])
+    record = offered.get(st.session_state[DATASET])
 
     with st.sidebar:
-        st.markdown("**Recipe** · the training recipe, step by step")
         if record is None:
             st.caption("No dataset yet: add one on the Data page.")
             target = None
         else:
-            ids = list(by_id)
             # The plain key is the truth; the widget mirrors it (the widget's own key may be gone or stale).
             st.session_state["w_dataset"] = record.id
             st.selectbox(
                 "Dataset",
-                ids,
-                format_func=lambda i: by_id[i].name,
+                list(offered),
+                format_func=lambda i: offered[i].name + (" (archived)" if offered[i].archived else ""),
                 key="w_dataset",
                 on_change=_copy_widget,
                 args=("w_dataset", DATASET),
@@ -354,17 +442,16 @@ def sidebar() -> Selection:
             )
             st.caption(f"{record.n_rows:,} rows · {len(columns):,} columns · id `{record.id}`")
         st.session_state[TARGET] = target
-        author = _author_input()
 
     params = {"dataset": record.id} if record else {}
     if target:
         params["target"] = target
-    if author and not _signed_in_user():
-        params[AUTHOR_PARAM] = author
+    if who.name and not who.team:  # a signed-in person's name never rides in the URL
+        params[AUTHOR_PARAM] = who.name
     for key in ("dataset", "target", AUTHOR_PARAM):
         if key in st.query_params and key not in params:
             del st.query_params[key]
     for key, value in params.items():
         if st.query_params.get(key) != value:
             st.query_params[key] = value
-    return Selection(settings=cfg, store=the_store, record=record, target=target, author=author)
+    return Selection(settings=cfg, store=the_store, record=record, target=target, author=who.name, who=who)

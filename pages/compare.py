@@ -6,20 +6,23 @@ from __future__ import annotations
 import streamlit as st
 
 import ui
+from recipe_core.tracking import access
 from views import compare as views
 
 sel = ui.sidebar()
 st.title("Compare")
 
-all_runs = sel.store.list_runs()
+datasets = sel.store.list_datasets()  # soft-deleted ones are gone, and their runs with them
+all_runs = access.visible_runs(sel.who, sel.store.list_runs(), datasets)  # archived ones too: a link may name one
 if not all_runs:
     views.no_runs_hint()
 by_id = {r.id: r for r in all_runs}
-dataset_names = {d.id: d.name for d in sel.store.list_datasets()}
+dataset_names = {d.id: d.name for d in access.visible_datasets(sel.who, datasets)}
 summaries = ui.metric_summaries(sel)
 view = views.open_view(by_id)
 
 views.runs_table(all_runs, summaries, dataset_names)
+views.edit_run(sel, all_runs)
 chosen, spec = views.chart_controls(by_id, view, summaries)
 views.chart(sel, chosen, spec)
 views.exports(sel, chosen, spec)

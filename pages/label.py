@@ -18,10 +18,10 @@ if sel.record is None or not sel.target:
     st.info("Pick a dataset and the target column in the sidebar: you will label a fixed sample of its validation "
             "rows.")
     st.stop()
-if not sel.author:
+if not sel.who.name:  # single-user mode only: a signed-in person always has a name
     st.info("Type your name in the sidebar first: each person labels on their own, and the page keeps your place.")
     st.stop()
-me = labels.annotator_name(sel.author)
+me = labels.annotator_name(sel.who.name)
 try:
     base = ui.label_baseline(sel)
 except RecipeError as e:
@@ -34,7 +34,8 @@ pos_key = views.place(sel, me, own)
 hidden = views.header(sel, me, own)
 pos = st.session_state[pos_key]
 views.item_view(sel, base, own, pos, hidden)
-views.answer(sel, base, me, pos_key, base.items[pos])
+if ui.may_write_or_say(sel, "label (others' labels stay hidden until you have labelled the sample yourself)"):
+    views.answer(sel, base, me, pos_key, base.items[pos])
 
 # -- results: yours now, everyone's once you have finished ------------------------------------------------------
 st.divider()

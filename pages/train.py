@@ -20,7 +20,8 @@ if picked is None:
     st.stop()
 task_choice, task = picked
 exclude = train.feature_columns(sel)
-train.new_run_form(sel, task_choice, exclude)
+if ui.may_write_or_say(sel, "start runs"):
+    train.new_run_form(sel, task_choice, exclude)
 shown_status = train.leaderboard(sel, task)
 
 run = train.shown_run(sel)

@@ -60,6 +60,8 @@ class Settings:
     # True in a process that bounds itself (a CLI command that reads a dataset, a training job): its dataset
     # queries run on its own connection. The server leaves it False: its queries run in a bounded worker process.
     queries_in_process: bool = False
+    # RECIPE_UNDO_HOURS: a deleted run, dataset, study or curve can be undone this long; a purge then removes it.
+    undo_seconds: float = 24 * 3600.0
 
     @property
     def snapshots_dir(self) -> Path:
@@ -98,7 +100,8 @@ def load_settings(env: os._Environ | dict | None = None) -> Settings:
         max_import_points=int(_number(env, "RECIPE_MAX_IMPORT_POINTS", Settings.max_import_points,
                                       "a whole number of points", whole=True)),
         executors=_executors(env.get("RECIPE_EXECUTORS") or "local"),
-        max_jobs=max_jobs, job_memory_bytes=int(job_mb * MB))
+        max_jobs=max_jobs, job_memory_bytes=int(job_mb * MB),
+        undo_seconds=_number(env, "RECIPE_UNDO_HOURS", 24, "a number of hours") * 3600.0)
 
 
 def _number(env, name: str, default: float, what: str, whole: bool = False) -> float:

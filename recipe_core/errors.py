@@ -13,6 +13,10 @@ class NotFound(RecipeError):
     """A dataset, column or row that does not exist."""
 
 
+class Forbidden(RecipeError):
+    """An action this identity may not take (its role, or someone else's dataset or run)."""
+
+
 class QueryRejected(RecipeError):
     """A filter or WHERE expression refused before it reaches DuckDB."""
 

@@ -18,7 +18,10 @@ def test_first_visit_is_a_deep_link_to_a_row(server, page):
     # app.py. The page must still render its sidebar, the dataset and target in the URL, and the row.
     url, home = server
     wine = Store(f"sqlite:///{home / 'recipe.db'}")
-    page.goto(f"{url}/train?dataset=__not_yet__")  # a deep link to a page not the root: starts the session
+    # A deep link to a page not the root starts the session; a dataset nobody has is refused in one line.
+    page.goto(f"{url}/train?dataset=__not_yet__")
+    page.get_by_text("You may not see this dataset, or it does not exist.").wait_for()
+    page.goto(f"{url}/train")
     page.get_by_text("Target column").first.wait_for()
     wine_id = wine.get_dataset("wine").id
     page.goto(f"{url}/?dataset={wine_id}&target=cultivar&row=5")  # the Data page is the root: /data is not a page

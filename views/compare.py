@@ -1,4 +1,5 @@
-"""The Compare page's views: the runs table, the chart and its controls, what changed, notes, importing runs."""
+"""The Compare page's views: the runs table, editing a run, the chart and its controls, what changed, notes,
+importing runs."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -10,12 +11,15 @@ from recipe_core.compare import comparison, reports
 from recipe_core.compare.chart import ChartSpec
 from recipe_core.errors import RecipeError
 from recipe_core.safetext import markdown_literal
+from recipe_core.tracking import access
 from recipe_core.tracking.records import Comment, RunRecord, new_id
+from views import lifecycle
 
 VIEW = "cmp_view"  # plain session key: the view (survives a visit to another page; mirrored in the URL)
 RUNS = "cmp_runs"  # widget: the runs on the chart
 PENDING = "cmp_pending_runs"
 IMPORTED = "cmp_imported"  # the message of an import, shown after the rerun that puts its runs on the chart
+SHOW_ARCHIVED = "cmp_archived"  # widget: archived runs in the table too
 AXES = {"step": "step", "epoch": "epoch", "wall_time": "wall time"}
 SMOOTHING = {"none": "none", "ema": "EMA", "window": "moving window"}
 BANDS = {"minmax": "min-max", "std": "± std"}
@@ -44,15 +48,22 @@ def open_view(by_id: dict[str, RunRecord]) -> comparison.View:
             st.session_state.pop(key, None)
     view: comparison.View = st.session_state[VIEW]
     st.session_state.setdefault(RUNS, [i for i in view.runs if i in by_id])
-    for missing in [i for i in view.runs if i not in by_id]:
-        st.warning(f"Run {markdown_literal(missing)} from the link is not in this store (deleted, or another store).")
+    # a run deleted (or hidden) since it was charted leaves the chart quietly; one named by a link is warned about
+    st.session_state[RUNS] = [i for i in st.session_state[RUNS] if i in by_id]
+    for missing in [i for i in view.runs if i not in by_id] if linked is not None else []:
+        st.warning(f"Run {markdown_literal(missing)} from the link is not in this store (deleted, hidden from you, "
+                   "or another store).")
     if PENDING in st.session_state:
         set_runs(st.session_state.pop(PENDING))
     return view
 
 
 def runs_table(all_runs: list[RunRecord], summaries: dict, dataset_names: dict[str, str]) -> None:
-    """Filters, ranking and the table of every run; a selected row, top N or 'chart all' puts runs on the chart."""
+    """Filters, ranking and the table of every run (archived ones when asked for); a selected row, top N or 'chart
+    all' puts runs on the chart."""
+    n_archived = sum(r.archived for r in all_runs)
+    if not st.session_state.get(SHOW_ARCHIVED):
+        all_runs = [r for r in all_runs if not r.archived]
     frame = comparison.runs_frame(all_runs, summaries, dataset_names)
     keys = comparison.metric_keys(frame)
     with st.expander("Filter runs", expanded=False):
@@ -81,7 +92,7 @@ def runs_table(all_runs: list[RunRecord], summaries: dict, dataset_names: dict[s
         ui.show_error(e)
         shown = frame.iloc[:0]
 
-    b = st.columns([1, 1, 1, 3])
+    b = st.columns([1, 1, 1, 2, 1])
     if b[0].button(f"Top {top_n} by {markdown_literal(run_filter.metric or 'a metric')}",
                    disabled=not run_filter.metric, help="Pick a metric to rank by in the filters"):
         set_runs(comparison.filter_runs(frame, replace(run_filter, top_n=int(top_n)))["id"].tolist())
@@ -90,6 +101,9 @@ def runs_table(all_runs: list[RunRecord], summaries: dict, dataset_names: dict[s
     if b[2].button("Clear chart", disabled=not st.session_state[RUNS]):
         set_runs([])
     b[3].caption(f"{len(shown):,} of {len(frame):,} runs · select rows to chart them")
+    b[4].toggle(f"Show archived ({n_archived:,})", key=SHOW_ARCHIVED, disabled=not n_archived and
+                not st.session_state.get(SHOW_ARCHIVED), help="Archived runs are off the table and leaderboards; "
+                "nothing of them is deleted")
 
     def rows_selected() -> None:
         set_runs(shown["id"].iloc[st.session_state["cmp_table"].selection.rows].tolist())
@@ -98,6 +112,35 @@ def runs_table(all_runs: list[RunRecord], summaries: dict, dataset_names: dict[s
     st.dataframe(shown[columns], key="cmp_table", on_select=rows_selected, selection_mode="multi-row",
                  hide_index=True, width="stretch", height=300,
                  column_config={"created": st.column_config.TextColumn("created (UTC)")})
+
+
+def edit_run(sel: ui.Selection, all_runs: list[RunRecord]) -> None:
+    """One run picked (a charted one first): its name, tags and hypothesis, archive, delete; below the table, what
+    this person deleted and may undo. Ensembles are runs and get the same. Nothing to edit for who may not."""
+    lifecycle.undo_notice(sel, kinds=("run",))
+    editable = [r for r in all_runs if access.may_change(sel.who, r.author)]
+    if not editable:
+        if all_runs:
+            st.caption(f"You are a {sel.who.role}: a run is changed by its author or an admin"
+                       + (", and you have no run of your own here." if access.may_write(sel.who) else "."))
+        return
+    by_id = {r.id: r for r in editable}
+    charted = [i for i in st.session_state.get(RUNS, []) if i in by_id]
+    with st.expander("Edit a run: rename, tags and hypothesis, archive, delete",
+                     icon=":material/edit:"):
+        picked = st.selectbox("Run", list(dict.fromkeys([*charted, *reversed(by_id)])), key="cmp_edit_pick",
+                              format_func=lambda i: f"{by_id[i].name} · {by_id[i].model} · {i[:6]}"
+                              + (" · archived" if by_id[i].archived else ""),
+                              help="The runs you may change (yours; an admin: every run); charted ones first")
+        run = by_id[picked]
+        st.caption(f"by {markdown_literal(run.author or 'no one')} · {markdown_literal(run.status)} · id `{run.id}`")
+        lifecycle.rename_box(sel, "run", run.id, run.name, run.author)
+        lifecycle.tags_and_hypothesis(sel, run, sorted({t for r in all_runs for t in r.tags}))
+        c = st.columns(2)
+        with c[0]:
+            lifecycle.archive_toggle(sel, "run", run.id, run.archived, run.author)
+        with c[1]:
+            lifecycle.delete_button(sel, "run", run.id, run.name, run.author)
 
 
 def chart_controls(by_id: dict[str, RunRecord], view: comparison.View, summaries: dict) -> tuple[list, ChartSpec]:
@@ -248,23 +291,27 @@ def notes(sel: ui.Selection, chosen: list[RunRecord], by_id: dict[str, RunRecord
         st.text(note.text)
     if not found:
         st.caption("No notes on the charted runs yet.")
+    if not ui.may_write_or_say(sel, "add notes"):
+        return
     with st.form("cmp_note", clear_on_submit=True, border=False):
         on = st.selectbox("On run", ids, format_func=lambda i: by_id[i].name, key="cmp_note_run")
         body = st.text_area("Note", max_chars=5000, key="cmp_note_text",
                             placeholder="what you saw, what you will try next")
         if st.form_submit_button("Add note"):
-            if not sel.author:
+            if not sel.who.name:  # single-user mode before a name is typed; signed in, the name is the sign-in's
                 st.error("Type your name in the sidebar first: notes carry their author.")
             elif not body.strip():
                 st.error("The note is empty.")
             else:
-                sel.store.add_comment(Comment(new_id(), on, sel.author, body.strip()))
+                sel.store.add_comment(Comment(new_id(), on, sel.who.name, body.strip()))
                 st.rerun()
 
 
 def import_runs(sel: ui.Selection) -> None:
     """A zip of TensorBoard or Lightning logs becomes runs, put on the chart."""
     st.subheader("Import runs")
+    if not ui.may_write_or_say(sel, "import runs"):
+        return
     st.caption("A zip of TensorBoard event directories or PyTorch Lightning CSVLogger logs "
                "(`<name>/<version>/metrics.csv` and `hparams.yaml`). Each directory becomes a run named after its "
                "path.")
@@ -273,7 +320,7 @@ def import_runs(sel: ui.Selection) -> None:
         from recipe_core.tracking import importers  # only when importing: it loads TensorBoard's reader
 
         try:
-            imported = importers.import_zip(sel.store, upload.getvalue(), author=sel.author or None,
+            imported = importers.import_zip(sel.store, upload.getvalue(), author=sel.who.name or None,
                                             max_bytes=sel.settings.max_upload_bytes)
         except RecipeError as e:
             ui.show_error(e)

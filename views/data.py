@@ -9,10 +9,12 @@ from recipe_core.data import browse, ingest
 from recipe_core.data import rows as dataset_rows
 from recipe_core.data.filters import OPS, Filter, RowQuery
 from recipe_core.data.profile import profile_table
-from recipe_core.data.records import KINDS, DatasetRecord
+from recipe_core.data.records import KINDS, VISIBILITIES, DatasetRecord
 from recipe_core.errors import RecipeError
 from recipe_core.safetext import markdown_literal
+from recipe_core.tracking import access, lifecycle
 from recipe_core.units import ceil_div
+from views import lifecycle as lifecycle_views
 
 VIEWS = ["Overview", "Columns", "Target", "Rows"]
 EXPORT_MAX_ROWS = 1_000_000  # the download is built in the server's memory
@@ -20,10 +22,14 @@ HISTOGRAMS_PER_PAGE = 12
 ROW_PARAM = "row"
 ROW_URL = "data_row_url"  # (dataset id, row id text) this page last put in the URL
 FLASH = "flash"
+FLASH_ERROR = "flash_error"
+VISIBILITY_LABEL = {"private": "private to its owner", "shared": "shared with the team"}
 
 
 # -- add a dataset ---------------------------------------------------------------------------------
 def add_dataset(sel: ui.Selection) -> None:
+    """The upload form (members and admins; the page says why to a viewer). In team mode the uploader chooses
+    who sees it, private by default; in single-user mode there is no one to hide it from."""
     with st.form("upload", clear_on_submit=True, border=False):
         upload = st.file_uploader(
             "Upload CSV, TSV, Parquet, JSON, JSON Lines or Excel (.xlsx); gzip-compressed text works too",
@@ -31,17 +37,24 @@ def add_dataset(sel: ui.Selection) -> None:
             max_upload_size=max(1, ceil_div(sel.settings.max_upload_bytes, 2**20)),
         )
         name = st.text_input("Name (optional)", max_chars=200, key="upload_name")
+        visibility = "shared"
+        if sel.who.team:
+            visibility = st.radio("Who sees it", VISIBILITIES, index=VISIBILITIES.index("private"), horizontal=True,
+                                  key="upload_visibility", format_func=VISIBILITY_LABEL.get)
         submitted = st.form_submit_button("Add dataset", type="primary")
     if submitted and upload is not None:
         try:
             with st.spinner(f"Reading {markdown_literal(upload.name)}…"):
                 record = ingest.ingest_bytes(
-                    sel.settings, sel.store, upload, source_name=upload.name, name=name.strip() or None
+                    sel.settings, sel.store, upload, source_name=upload.name, name=name.strip() or None,
+                    owner=sel.who.name, visibility=visibility,
                 )
+                record = lifecycle.claim_upload(sel.store, sel.who, record)
         except RecipeError as e:
             ui.show_error(e)
             return
-        ui.catalog_changed()
+        finally:
+            ui.catalog_changed()
         ui.select_dataset(record.id)
         st.session_state[FLASH] = (f"Added '{markdown_literal(record.name)}': {record.n_rows:,} rows, "
                                    f"{len(record.columns):,} columns.")
@@ -49,15 +62,19 @@ def add_dataset(sel: ui.Selection) -> None:
 
 
 def flash() -> None:
-    """What the last action did, said once after the rerun it caused."""
+    """What the last action did (or why it did not), said once after the rerun it caused."""
     if FLASH in st.session_state:
         st.success(st.session_state.pop(FLASH))
+    if FLASH_ERROR in st.session_state:
+        ui.show_error(RecipeError(st.session_state.pop(FLASH_ERROR)))
 
 
 def header(record: DatasetRecord) -> None:
+    owner = f"owned by {markdown_literal(record.owner)}" if record.owner else "a sample, owned by no one"
     st.caption(
         f"**{markdown_literal(record.name)}** · {record.n_rows:,} rows · {len(record.columns):,} columns · "
-        f"{record.fmt} from {markdown_literal(record.source_name)} · added {record.created_at}"
+        f"{record.fmt} from {markdown_literal(record.source_name)} · added {record.created_at} · {owner} · "
+        f"{VISIBILITY_LABEL[record.visibility]}" + (" · archived" if record.archived else "")
     )
     for note in record.notes:  # they quote the file's column names
         st.warning(markdown_literal(note), icon=":material/info:")
@@ -97,6 +114,12 @@ def overview(sel: ui.Selection) -> None:
 
 
 def _override_kind(sel: ui.Selection) -> None:
+    """A column's type changes what everyone who uses the dataset sees: an admin's, or the owner's of a private
+    dataset (access.may_change_types)."""
+    if not access.may_change_types(sel.who, sel.record):
+        st.caption("Column types of a shared dataset are changed by an admin (the owner may change them while it "
+                   "is private).")
+        return
     with st.form("override_kind", border=False):
         st.markdown("**Change how a column is treated**")
         left, right, go = st.columns([3, 2, 1], vertical_alignment="bottom")
@@ -104,7 +127,7 @@ def _override_kind(sel: ui.Selection) -> None:
         kind = right.selectbox("Treat as", KINDS, key="override_kind")
         if go.form_submit_button("Apply"):
             try:
-                sel.store.set_column_kind(sel.record.id, column, kind)
+                lifecycle.set_column_kind(sel.store, sel.who, sel.record.id, column, kind)
             except RecipeError as e:
                 ui.show_error(e)
             else:
@@ -339,3 +362,47 @@ def row_detail(db, row_id, in_view: bool = True) -> None:
     if not in_view:
         st.caption("Not among the rows shown above.")
     st.dataframe({"column": list(values), "value": browse.detail_values(values)}, hide_index=True, width="stretch")
+
+
+# -- who sees it, and its lifecycle ------------------------------------------------------------------------
+def show_archived_toggle(sel: ui.Selection) -> None:
+    """Archived datasets leave the sidebar's picker; this brings them back (the sidebar reads the plain key)."""
+    if not any(r.archived for r in ui.visible_catalog(sel.who, sel.store.url)):
+        return
+    st.session_state["w_show_archived"] = bool(st.session_state.get(ui.SHOW_ARCHIVED))
+    st.toggle("Show archived datasets in the sidebar", key="w_show_archived", on_change=_copy_show_archived)
+
+
+def _copy_show_archived() -> None:
+    st.session_state[ui.SHOW_ARCHIVED] = st.session_state["w_show_archived"]
+
+
+def _set_visibility(sel: ui.Selection, visibility: str) -> None:
+    try:
+        lifecycle.set_visibility(sel.store, sel.who, sel.record.id, visibility)
+    except RecipeError as e:
+        st.session_state[FLASH_ERROR] = str(e)
+        return
+    ui.catalog_changed()
+    st.session_state[FLASH] = f"Now {VISIBILITY_LABEL[visibility]}."
+
+
+def manage(sel: ui.Selection) -> None:
+    """Its owner or an admin shares or unshares it, renames, archives or deletes it (undoable: see the page's
+    "deleted, undo" line); nothing here for anyone else."""
+    record = sel.record
+    if not access.may_change(sel.who, record.owner):
+        return
+    with st.expander("Manage this dataset", icon=":material/settings:"):
+        if sel.who.team:  # in single-user mode there is no one to hide it from
+            other = "shared" if record.visibility == "private" else "private"
+            st.button("Share with the team" if other == "shared" else "Make it private to its owner",
+                      key="data_visibility", icon=":material/group:" if other == "shared" else ":material/lock:",
+                      on_click=_set_visibility, args=(sel, other),
+                      help="Private: only its owner and admins see it, and its runs, labels and studies")
+        lifecycle_views.rename_box(sel, "dataset", record.id, record.name, record.owner)
+        c = st.columns(2)
+        with c[0]:
+            lifecycle_views.archive_toggle(sel, "dataset", record.id, record.archived, record.owner)
+        with c[1]:
+            lifecycle_views.delete_button(sel, "dataset", record.id, record.name, record.owner)

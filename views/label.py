@@ -36,7 +36,7 @@ def _save(sel: ui.Selection, base: Baseline, me: str, pos_key: str, item: int, l
     try:
         labels.add(sel.store, base, me, item, label, note=st.session_state.get("label_note", ""),
                    features=tuple(st.session_state.get("label_used", [])),
-                   event_id=f"{visit}:{item}:{st.session_state.get('label_clicks', 0)}")
+                   event_id=f"{visit}:{item}:{st.session_state.get('label_clicks', 0)}", who=sel.who)
     except RecipeError as e:
         st.session_state["label_error"] = str(e)
         return
@@ -184,11 +184,13 @@ def export_import(sel: ui.Selection, base: Baseline, me: str, events: list) -> N
                                data=lambda fmt=fmt: labels.export_bytes(base, events, fmt),
                                file_name=f"{sel.record.name}-{sel.target}-labels.{fmt}", mime=mime,
                                key=f"label_export_{fmt}")
+        if not ui.may_write_or_say(sel, "import labels"):
+            return
         upload = st.file_uploader("Import labels made elsewhere, as yours (CSV: item,label[,note])", type=["csv"],
                                   key="label_import")
         if upload is not None and st.button("Import", key="label_import_go"):
             try:
-                n = labels.import_csv(sel.store, base, me, upload.getvalue())
+                n = labels.import_csv(sel.store, base, me, upload.getvalue(), who=sel.who)
                 st.success(f"Imported {n} labels.")
             except RecipeError as e:
                 ui.show_error(e)

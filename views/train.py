@@ -14,6 +14,7 @@ from recipe_core.config import MODELS, TrainConfig
 from recipe_core.errors import NotFound, RecipeError
 from recipe_core.labelling import labels
 from recipe_core.safetext import markdown_literal
+from recipe_core.tracking import access
 from recipe_core.tracking.records import RunRecord
 from recipe_core.training import artifacts, capacity, jobs, verdicts
 
@@ -103,7 +104,7 @@ def new_run_form(sel: ui.Selection, task_choice: str, exclude: list[str]) -> Non
                              weight_decay=float(weight_decay), bias_init=bias_init, task=TASKS[task_choice],
                              patience=(int(patience) or None) if model == "mlp" else None, exclude=tuple(exclude))
         try:
-            run = jobs.submit(sel.settings, sel.store, sel.record, sel.target, config, author=sel.author,
+            run = jobs.submit(sel.settings, sel.store, sel.record, sel.target, config, author=sel.who.name,
                               parent_id=parent, hypothesis=hypothesis)
         except RecipeError as e:
             st.session_state["train_error"] = str(e)
@@ -118,11 +119,15 @@ def leaderboard(sel: ui.Selection, task: str) -> dict[str, str]:
     """Every run of the dataset and target, best first; a row picked shows that run below. The status of each run
     as shown: the live view reruns the page when one changes."""
     all_runs = sel.store.list_runs(sel.record.id, sel.target)  # a run whose process died reads lost
-    board = reports.leaderboard(all_runs)
+    statuses = {r.id: r.status for r in all_runs}  # of every run, archived too: live() compares the same
     st.subheader("Leaderboard")
+    if any(r.archived for r in all_runs):  # archived runs leave the board unless asked for
+        if not st.toggle("Show archived runs", key="train_show_archived"):
+            all_runs = [r for r in all_runs if not r.archived]
+    board = reports.leaderboard(all_runs)
     if board.empty:
         st.caption("No runs yet: start with the prior baseline, the number every model must beat.")
-        return {r.id: r.status for r in all_runs}
+        return statuses
     metric = st.segmented_control("Leaderboard metric", ["val_loss", "val_accuracy" if task == "classification"
                                   else "val_mae"], default="val_loss", required=True, key="train_board_metric")
     events = sel.store.label_events(sel.record.id, sel.target)
@@ -148,7 +153,7 @@ def leaderboard(sel: ui.Selection, task: str) -> dict[str, str]:
     st.page_link("pages/compare.py", label=f"Compare the curves of the {len(curves)} best finished runs",
                  icon=":material/stacked_line_chart:", query_params={"runs": ",".join(curves), "metric": "val_loss"},
                  disabled=not curves)
-    return {r.id: r.status for r in all_runs}
+    return statuses
 
 
 def shown_run(sel: ui.Selection) -> RunRecord | None:
@@ -185,8 +190,9 @@ def live(sel: ui.Selection, run_id: str, shown_status: dict[str, str]) -> None:
                        "server (RECIPE_MAX_JOBS); it starts by itself.")
         elif run.status == "queued":
             st.caption("Starting its process…")
-        st.button("Cancel", icon=":material/stop:", key="train_cancel", on_click=jobs.cancel,
-                  args=(sel.store, run.id))
+        if access.may_change(sel.who, run.author):  # its author or an admin
+            st.button("Cancel", icon=":material/stop:", key="train_cancel", on_click=jobs.cancel,
+                      args=(sel.store, run.id), kwargs={"who": sel.who})
     elif run.status != "finished":
         st.error(f"Run {run.status}: {markdown_literal(run.reason)}", icon=":material/error:")
     st.plotly_chart(figures.loss_curves_figure(history, log_y=st.session_state.get("train_log_y", False)),

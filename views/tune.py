@@ -14,8 +14,10 @@ from recipe_core.config import MODELS
 from recipe_core.errors import RecipeError
 from recipe_core.safetext import markdown_literal
 from recipe_core.search import ensembles, learning_curve, tuning
+from recipe_core.tracking import access, lifecycle
 from recipe_core.tracking.records import RunRecord
 from recipe_core.training import jobs, runs
+from views import lifecycle as lifecycle_views
 
 POLL_S = 3.0
 KNOBS = {  # what "new run from this one" offers per model: (label, step, format)
@@ -63,6 +65,13 @@ def compare_link(ids: list[str], label: str) -> None:
                  query_params={"runs": ",".join(ids), "metric": "val_loss"})
 
 
+def group_owner(sel: ui.Selection, run_ids: list[str]) -> str:
+    """Who may stop a search or a learning curve besides an admin: the one author of its runs (as the core
+    decides; "" before it has any, or when several people's runs are in it)."""
+    wanted = set(run_ids)
+    return lifecycle.group_owner([r for r in sel.store.list_runs(sel.record.id, sel.target) if r.id in wanted])
+
+
 def command_state(sel: ui.Selection, command: jobs.Command | None, what: str) -> jobs.CommandState | None:
     """A background command's state; when it failed, one line with its own error line (it was started from this
     page, or by a teammate: the files live under RECIPE_HOME/jobs)."""
@@ -85,7 +94,9 @@ def nothing_yet(sel: ui.Selection, command: jobs.Command | None, state: jobs.Com
     more once it ended (command_state said how); the plain "none yet" when no command is known."""
     if state is not None and state.active:
         st.caption(starting)
-        st.button("Cancel", key=key, icon=":material/stop:", on_click=jobs.cancel_command, args=(sel.settings, command))
+        if access.may_write(sel.who):  # no run has an author yet; a viewer cancels nothing
+            st.button("Cancel", key=key, icon=":material/stop:", on_click=jobs.cancel_command,
+                      args=(sel.settings, command))
     elif state is None:
         st.caption(none)
 
@@ -126,10 +137,11 @@ def new_run_from_one(sel: ui.Selection, trained: dict[str, RunRecord]) -> None:
                    "be pinned on one of them. Change one thing at a time.", icon=":material/flag:")
     hypothesis = st.text_input("Hypothesis (what should this change do?)", key=f"new:{parent.id}:hypothesis",
                                max_chars=500, placeholder="e.g. dropout 0.2 should close the train/val gap")
-    if st.button("Start this run", type="primary", disabled=not changed or not hypothesis.strip(),
-                 key="tune_new_start", help="Needs at least one change and a hypothesis"):
+    if ui.may_write_or_say(sel, "start runs") and st.button(
+            "Start this run", type="primary", disabled=not changed or not hypothesis.strip(), key="tune_new_start",
+            help="Needs at least one change and a hypothesis"):
         try:
-            child = jobs.submit(sel.settings, sel.store, sel.record, sel.target, new_config, author=sel.author,
+            child = jobs.submit(sel.settings, sel.store, sel.record, sel.target, new_config, author=sel.who.name,
                                 parent_id=parent.id, hypothesis=hypothesis)
         except RecipeError as e:
             ui.show_error(e)
@@ -159,8 +171,9 @@ def more_data(sel: ui.Selection, trained: dict[str, RunRecord]) -> None:
                                  key="curve_fractions")
     seeds = int(c[1].number_input("Seeds per share", 1, 20, learning_curve.SEEDS, key="curve_seeds"))
     c[2].caption(f"{len(fractions) * seeds} runs, two at a time, each its own process (checks off).")
-    if st.button("Train the learning curve", disabled=not fractions, key="curve_start"):
-        learning_curve.start_in_background(sel.settings, source, fractions, seeds, author=sel.author)
+    if ui.may_write_or_say(sel, "train learning curves") and st.button(
+            "Train the learning curve", disabled=not fractions, key="curve_start"):
+        learning_curve.start_in_background(sel.settings, source, fractions, seeds, author=sel.who.name)
         st.toast("Learning curve started; its runs appear below as they train.")
     waiting = learning_curve.in_progress(sel.settings, sel.store, source)
     st.fragment(run_every=POLL_S if waiting else None)(curve_results)(sel, source)
@@ -169,19 +182,24 @@ def more_data(sel: ui.Selection, trained: dict[str, RunRecord]) -> None:
 def curve_results(sel: ui.Selection, source: RunRecord) -> None:
     driver = learning_curve.background_command(sel.settings, source.id)
     state = command_state(sel, driver, "learning curve")
-    started = learning_curve.curves_of(sel.store, source)
+    lifecycle_views.undo_notice(sel, kinds=("curve",))
+    started = learning_curve.curves_of(sel.store, source, st.toggle("Show archived curves", key="curve_archived"))
+    here = sel.store.list_runs(source.dataset_id, source.target)
+    archived = lifecycle_views.archived_groups(here, "curve")
     if not started:
         nothing_yet(sel, driver, state, "Starting the learning curve…", "No learning curve of this run yet.",
                     "curve_cancel_start")
         return
     curve = st.selectbox("Learning curve", list(started), key="curve_pick",
-                         format_func=lambda c: f"started {started[c][:16].replace('T', ' ')} · {c}")
+                         format_func=lambda c: f"started {started[c][:16].replace('T', ' ')} · {c}"
+                         + (" · archived" if c in archived else ""))
+    lifecycle_views.group_controls(sel, "curve", curve, here)
     frame = learning_curve.table(sel.store, curve)
     done, total = learning_curve.ended(frame), len(frame)
     st.progress(done / max(total, 1), text=f"{done} of {total} runs ended")
-    if done < total:
+    if done < total and access.may_change(sel.who, group_owner(sel, frame["run_id"].tolist())):
         st.button("Stop the learning curve", key="curve_stop", icon=":material/stop:",
-                  on_click=learning_curve.request_stop, args=(sel.store, curve),
+                  on_click=learning_curve.request_stop, args=(sel.store, curve, sel.who),
                   help="Cancel its queued and running runs; the finished ones stay")
     logged = [m for m in ("val_loss", "val_accuracy", "val_mae") if m in frame]
     if not logged:  # no run of the curve has finished yet
@@ -232,23 +250,30 @@ def random_search(sel: ui.Selection) -> None:
             st.dataframe(tuning.coverage(space, n_trials), hide_index=True)
             st.caption("A grid spends its budget on few values of each setting; random search tries a new value of "
                        "every setting in every trial, so the settings that matter get explored.")
-    if st.button("Start the search", type="primary", disabled=space is None, key="search_start"):
+    if ui.may_write_or_say(sel, "start searches") and st.button(
+            "Start the search", type="primary", disabled=space is None, key="search_start"):
         try:
             study = tuning.start_study(sel.settings, sel.record, sel.target, model, rows, n_trials=n_trials,
                                        sampler=sampler, seed=seed, executor=executor, workers=workers, epochs=epochs,
-                                       author=sel.author)
+                                       author=sel.who.name)
         except RecipeError as e:
             ui.show_error(e)
         else:
             st.session_state["search_study"] = st.session_state["search_pick"] = study  # show the new one
             st.toast(f"Study {markdown_literal(study)} started.")  # the study is named after the dataset
-    names = tuning.known_studies(sel.settings, sel.store, sel.record.id, sel.target)
+    lifecycle_views.undo_notice(sel, kinds=("study",))
+    names = tuning.known_studies(sel.settings, sel.store, sel.record.id, sel.target,  # never those in the trash
+                                 include_archived=st.toggle("Show archived studies", key="search_archived"))
+    here = sel.store.list_runs(sel.record.id, sel.target)
+    archived = lifecycle_views.archived_groups(here, "study")
     if not names:
         st.caption("No study on this dataset and target yet.")
         return
     if st.session_state.get("search_pick") not in names:  # set when a search starts: the new study
         st.session_state.pop("search_pick", None)
-    picked = st.selectbox("Study", names, key="search_pick")
+    picked = st.selectbox("Study", names, key="search_pick",
+                          format_func=lambda n: n + (" · archived" if n in archived else ""))
+    lifecycle_views.group_controls(sel, "study", picked, here)
     st.fragment(run_every=POLL_S)(study_results)(sel, picked)
 
 
@@ -284,12 +309,13 @@ def study_results(sel: ui.Selection, name: str) -> None:
     running = ended < total and not tuning.stop_requested(study) and (state is None or state.active)
     st.progress(min(ended / max(total, 1), 1.0),
                 text=f"{ended} of {total} trials ended · " + ", ".join(f"{n} {s}" for s, n in states.items()))
-    if running:
+    if running and access.may_change(sel.who, group_owner(sel, frame["run_id"].dropna().tolist()
+                                                         if not frame.empty else [])):
         b = st.columns([1, 1, 2])
         b[0].button("Stop after the running trials", key="search_stop", on_click=tuning.request_stop,
                     args=(sel.store.url, name))
         b[1].button("Cancel", key="search_cancel", icon=":material/stop:", on_click=tuning.cancel,
-                    args=(sel.store, name), help="No more trials, and the running ones are cancelled")
+                    args=(sel.store, name, sel.who), help="No more trials, and the running ones are cancelled")
     elif ended < total and tuning.stop_requested(study):
         st.caption("Stopping: no new trials start; the running ones end first." if state is not None
                    and state.active else f"Stopped on request after {ended} of {total} trials.")
@@ -316,18 +342,19 @@ def ensembles_of_runs(sel: ui.Selection, trained: dict[str, RunRecord]) -> None:
     members = c[0].multiselect("Runs to average", candidates, format_func=lambda i: run_label(trained[i]),
                                key="ens_members")
     k = int(c[1].number_input("or the top K", 2, 50, 3, key="ens_k"))
+    writer = ui.may_write_or_say(sel, "build ensembles")
     b = st.columns(2)
     chosen = None
-    if b[0].button("Ensemble the picked runs", disabled=not members, key="ens_picked"):
+    if writer and b[0].button("Ensemble the picked runs", disabled=not members, key="ens_picked"):
         chosen = members
-    if b[1].button(f"Ensemble the top {k} by val_loss", key="ens_top", disabled=not candidates):
+    if writer and b[1].button(f"Ensemble the top {k} by val_loss", key="ens_top", disabled=not candidates):
         try:
             chosen = ensembles.top_k(sel.store, sel.record.id, sel.target, k)
         except RecipeError as e:
             ui.show_error(e)
     if chosen:
         try:
-            made = ensembles.create(sel.settings, sel.store, chosen, author=sel.author)
+            made = ensembles.create(sel.settings, sel.store, chosen, author=sel.who.name)
         except RecipeError as e:
             ui.show_error(e)
         else:

@@ -11,7 +11,7 @@ import json
 import sys
 from dataclasses import replace
 
-from recipe_core.cli import data, labels, runs, search
+from recipe_core.cli import data, labels, lifecycle, runs, search, team
 from recipe_core.config import Settings, load_settings
 from recipe_core.errors import RecipeError, unexpected
 from recipe_core.jsonsafe import plain
@@ -28,10 +28,10 @@ class _Parser(argparse.ArgumentParser):
 def parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m recipe_core", description="Recipe: the training recipe, from a terminal.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for group in (data, runs, search, labels):  # the order of `--help`
+    for group in (data, runs, lifecycle, search, labels, team):  # the order of `--help`
         group.add_commands(sub)
     for name, s in sub.choices.items():
-        if name != "labels":  # each labels command has its own
+        if name != "labels":  # each labels command has its own (the others' sub-commands too: lifecycle.json_option)
             s.add_argument("--json", action="store_true", help="print one JSON document")
     return p
 
@@ -59,6 +59,10 @@ def main(argv: list[str] | None = None, own_process: bool = False) -> int:
             settings = _bounded(settings)
         store = Store(settings.store_url)
         out = plain(args.run(args, settings, store))
+    except lifecycle.Refused as e:  # what depends on it, one per line on stdout, then the one error line
+        lifecycle.print_refused(e, args.json)
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     except RecipeError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

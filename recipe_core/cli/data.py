@@ -8,8 +8,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from recipe_core.cli import lifecycle as lifecycle_commands
 from recipe_core.data.records import KINDS, DatasetRecord
 from recipe_core.errors import RecipeError
+from recipe_core.tracking import access, users
 
 
 def dataset_json(r: DatasetRecord) -> dict:
@@ -22,21 +24,32 @@ def dataset_json(r: DatasetRecord) -> dict:
         "source_name": r.source_name,
         "created_at": r.created_at,
         "notes": list(r.notes),
+        "owner": r.owner,
+        "visibility": r.visibility,
+        "archived": r.archived,
     }
 
 
 def cmd_ingest(args, settings, store) -> dict:
     from recipe_core.data import ingest
+    from recipe_core.tracking import lifecycle
 
     path = Path(args.path)
     if not path.is_file():
         raise RecipeError(f"no such file: {args.path}")
-    record = ingest.ingest_file(settings, store, path, name=args.name)
-    return dataset_json(record)
+    who = access.operator()
+    record = ingest.ingest_file(settings, store, path, name=args.name, owner=who.name,
+                                visibility="private" if args.private else "shared")
+    # identical bytes already here: that dataset (brought back from the trash if need be); audited as an upload
+    return dataset_json(lifecycle.claim_upload(store, who, record))
 
 
 def cmd_datasets(args, settings, store) -> list:
-    return [dataset_json(r) for r in store.list_datasets()]
+    """The catalog (never the deleted datasets; archived ones marked); with --as, what that person may see."""
+    records = store.list_datasets()
+    if args.as_user:
+        records = access.visible_datasets(users.identity(store, args.as_user), records)
+    return [dataset_json(r) for r in records]
 
 
 def cmd_profile(args, settings, store) -> dict:
@@ -77,7 +90,10 @@ def cmd_query(args, settings, store) -> dict:
 
 
 def cmd_set_type(args, settings, store) -> dict:
-    return dataset_json(store.set_column_kind(store.get_dataset(args.dataset).id, args.column, args.type))
+    from recipe_core.tracking import lifecycle
+
+    record = store.get_dataset(args.dataset)
+    return dataset_json(lifecycle.set_column_kind(store, access.operator(), record.id, args.column, args.type))
 
 
 def show_dataset(out: dict) -> str:
@@ -85,7 +101,9 @@ def show_dataset(out: dict) -> str:
 
 
 def show_datasets(out: list) -> str:
-    return "\n".join(f"{d['id']}  {d['n_rows']:>10,} rows  {d['name']}" for d in out) or "no datasets"
+    return "\n".join(f"{d['id']}  {d['n_rows']:>10,} rows  {d['name']}  {d['visibility']}"
+                     + (f" ({d['owner']})" if d["owner"] else "") + ("  [archived]" if d["archived"] else "")
+                     for d in out) or "no datasets"
 
 
 def show_profile(out: dict) -> str:
@@ -106,10 +124,13 @@ def add_commands(sub) -> None:
     s = sub.add_parser("ingest", help="add a dataset file (CSV, TSV, Parquet, JSON, JSON Lines, xlsx, gzip)")
     s.add_argument("path")
     s.add_argument("--name")
+    s.add_argument("--private", action="store_true", help="only its owner (you) and admins see it; default: shared")
     s.set_defaults(run=cmd_ingest, show=show_dataset)
 
-    s = sub.add_parser("datasets", help="list the registered datasets")
+    s = sub.add_parser("datasets", help="list the registered datasets; or delete, undo, archive, rename, share them")
+    s.add_argument("--as", dest="as_user", metavar="EMAIL", help="only the datasets this person may see")
     s.set_defaults(run=cmd_datasets, show=show_datasets)
+    lifecycle_commands.add_dataset_actions(s)
 
     s = sub.add_parser("profile", help="profile every column and list the data-quality warnings")
     s.add_argument("dataset", help="id or name")

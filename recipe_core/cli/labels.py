@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 from recipe_core.errors import RecipeError
+from recipe_core.tracking import access
 from recipe_core.units import human_bytes
 
 
@@ -19,6 +20,11 @@ def _labels_base(args, settings, store):
     return labels.baseline(settings, store, store.get_dataset(args.dataset), args.target, n=n)
 
 
+def _annotator(args) -> str:
+    """The name on the labels: the operator's unless given (an operator may import a colleague's labels)."""
+    return args.annotator or access.operator().name
+
+
 def cmd_sample(args, settings, store) -> dict:
     return {"items": list(_labels_base(args, settings, store).items)}
 
@@ -27,7 +33,8 @@ def cmd_add(args, settings, store) -> dict:
     from recipe_core.labelling import labels
 
     base = _labels_base(args, settings, store)
-    event = labels.add(store, base, args.annotator, args.item, args.label, note=args.note or "")
+    event = labels.add(store, base, _annotator(args), args.item, args.label, note=args.note or "",
+                       who=access.operator())
     return {"stored": True, "event_id": event.event_id, "item": event.item, "label": event.label}
 
 
@@ -39,7 +46,8 @@ def cmd_import(args, settings, store) -> dict:
         raise RecipeError(f"no such file: {args.file}")
     if path.stat().st_size > labels.MAX_IMPORT_BYTES:
         raise RecipeError(f"the label file is over {human_bytes(labels.MAX_IMPORT_BYTES)}")
-    n = labels.import_csv(store, _labels_base(args, settings, store), args.annotator, path.read_bytes())
+    n = labels.import_csv(store, _labels_base(args, settings, store), _annotator(args), path.read_bytes(),
+                          who=access.operator())  # with who: audited
     return {"imported": n}
 
 
@@ -89,12 +97,12 @@ def add_commands(sub) -> None:
     labels_command("sample", "the fixed sample of validation rows to label (the same every call)", cmd_sample,
                    show_sample)
     s = labels_command("add", "store one label", cmd_add)
-    s.add_argument("--annotator", required=True)
+    s.add_argument("--annotator", help="default: RECIPE_AUTHOR, else the login name")
     s.add_argument("--item", type=int, required=True, help="row id (0-based row position in the dataset)")
     s.add_argument("--label", required=True)
     s.add_argument("--note")
     s = labels_command("import", "labels made elsewhere, from a CSV of item,label[,note]", cmd_import)
-    s.add_argument("--annotator", required=True)
+    s.add_argument("--annotator", help="default: RECIPE_AUTHOR, else the login name")
     s.add_argument("file")
     labels_command("summary", "accuracy per annotator, agreement, suspect labels", cmd_summary, show_summary)
     s = labels_command("export", "every label with annotator, time and note (.csv or .parquet)", cmd_export)

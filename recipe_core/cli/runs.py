@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from recipe_core.cli import lifecycle as lifecycle_commands
 from recipe_core.config import MODELS, TrainConfig
 from recipe_core.errors import RecipeError
 from recipe_core.jsonsafe import plain
+from recipe_core.tracking import access, users
 from recipe_core.tracking.records import RunRecord
 
 
@@ -17,7 +19,7 @@ def run_json(r: RunRecord, datasets_by_id: dict | None = None) -> dict:
     out = {"run_id": r.id, "name": r.name, "dataset": r.dataset_id, "target": r.target, "model": r.model,
            "seed": r.seed, "task": r.task, "status": r.status, "metrics": r.metrics, "checks": r.checks,
            "author": r.author, "created_at": r.created_at, "source": r.source, "parent": r.parent_id,
-           "hypothesis": r.hypothesis, "tags": list(r.tags)}
+           "hypothesis": r.hypothesis, "tags": list(r.tags), "archived": r.archived}
     if r.reason:
         out["reason"] = r.reason
     if datasets_by_id and r.dataset_id in datasets_by_id:
@@ -26,7 +28,6 @@ def run_json(r: RunRecord, datasets_by_id: dict | None = None) -> dict:
 
 
 def cmd_train(args, settings, store) -> dict:
-    from recipe_core.tracking.api import login_name
     from recipe_core.training import jobs, runs
 
     record = store.get_dataset(args.dataset)
@@ -34,7 +35,7 @@ def cmd_train(args, settings, store) -> dict:
                          task=args.task, exclude=tuple(args.exclude) if args.exclude is not None else None,
                          checks=not args.no_checks)
     runs.preflight(settings, record, args.target, config)
-    run = runs.create(store, record, args.target, config, author=args.author or login_name())
+    run = runs.create(store, record, args.target, config, author=args.author or access.operator().name)
     # The CLI is its own process, so it runs the job inline (in one of the machine's training slots, waiting for
     # one if they are all taken); Ctrl-C marks the run cancelled.
     run = jobs.execute(settings, store, run.id)
@@ -44,9 +45,14 @@ def cmd_train(args, settings, store) -> dict:
 
 
 def cmd_runs(args, settings, store) -> list:
-    by_id = {d.id: d for d in store.list_datasets()}
-    dataset_id = store.get_dataset(args.dataset).id if args.dataset else None
-    return [run_json(r, by_id) for r in store.list_runs(dataset_id, args.target)]
+    """The runs (never the deleted ones; archived ones marked); with --as, only those that identity may see."""
+    records = store.list_datasets()
+    who = users.identity(store, args.as_user) if args.as_user else access.operator()
+    dataset_id = None
+    if args.dataset:
+        dataset_id = access.require_visible_dataset(who, store.get_dataset(args.dataset)).id
+    runs = access.visible_runs(who, store.list_runs(dataset_id, args.target), records)
+    return [run_json(r, {d.id: d for d in records}) for r in runs]
 
 
 def cmd_import(args, settings, store) -> dict:
@@ -55,7 +61,7 @@ def cmd_import(args, settings, store) -> dict:
     path = Path(args.path)
     if not path.exists():
         raise RecipeError(f"no such file or directory: {args.path}")
-    return {"runs": importers.import_path(store, path, author=args.author)}
+    return {"runs": importers.import_path(store, path, author=args.author or access.operator().name)}
 
 
 def cmd_history(args, settings, store) -> dict:
@@ -98,7 +104,8 @@ def show_train(out: dict) -> str:
 def show_runs(out: list) -> str:
     return "\n".join(f"{r['run_id']}  {r['status']:<9} {r['model']:<6} seed {r['seed']}  "
                      f"{r.get('dataset_name', r['dataset'] or r['name'])} -> {r['target'] or '-'}  "
-                     f"val_loss {r['metrics'].get('val_loss', float('nan')):.4g}" for r in out) or "no runs"
+                     f"val_loss {r['metrics'].get('val_loss', float('nan')):.4g}"
+                     + ("  [archived]" if r["archived"] else "") for r in out) or "no runs"
 
 
 def show_import(out: dict) -> str:
@@ -125,17 +132,19 @@ def add_commands(sub) -> None:
     s.add_argument("--exclude", nargs="*", metavar="COLUMN", help="columns to leave out (default: the ID-like ones)")
     s.add_argument("--no-bias-init", action="store_true", help="start the last-layer bias at 0 (see the hockey stick)")
     s.add_argument("--no-checks", action="store_true", help="skip the recipe's checks (faster)")
-    s.add_argument("--author", help="default: the login name")
+    s.add_argument("--author", help="default: RECIPE_AUTHOR, else the login name")
     s.set_defaults(run=cmd_train, show=show_train)
 
-    s = sub.add_parser("runs", help="list runs with their status and metrics")
+    s = sub.add_parser("runs", help="list runs with their status and metrics; or delete, undo, archive, rename, edit")
     s.add_argument("--dataset", help="only runs of this dataset (id or name)")
     s.add_argument("--target", help="only runs of this target")
+    s.add_argument("--as", dest="as_user", metavar="EMAIL", help="only the runs this person may see")
     s.set_defaults(run=cmd_runs, show=show_runs)
+    lifecycle_commands.add_run_actions(s)
 
     s = sub.add_parser("import", help="runs from TensorBoard event directories or Lightning CSVLogger logs")
     s.add_argument("path", help="a directory (searched recursively) or one events file / metrics.csv")
-    s.add_argument("--author", help="default: the login name")
+    s.add_argument("--author", help="default: RECIPE_AUTHOR, else the login name")
     s.set_defaults(run=cmd_import, show=show_import)
 
     s = sub.add_parser("history", help="every stored point of one metric of a run")

@@ -10,13 +10,13 @@ from pathlib import Path
 
 from recipe_core.config import TrainConfig
 from recipe_core.errors import RecipeError
+from recipe_core.tracking import access
 
 SPACE_FORMAT = '[{"name", "kind", "low", "high", "choices"}, ...]'
 
 
 def cmd_tune(args, settings, store) -> dict:
     from recipe_core.search import tuning
-    from recipe_core.tracking.api import login_name
 
     record = store.get_dataset(args.dataset)
     space = tuning.DEFAULT_SPACES.get(args.model, ())
@@ -25,7 +25,7 @@ def cmd_tune(args, settings, store) -> dict:
     base = TrainConfig(model=args.model, epochs=args.epochs, seed=args.seed)
     return tuning.run_study(settings, store, record, args.target, base, space, args.trials, sampler=args.sampler,
                             seed=args.seed, executor=args.executor, workers=args.workers,
-                            author=args.author or login_name(), study_name=args.study)
+                            author=args.author or access.operator().name, study_name=args.study)
 
 
 def _space_rows(text: str | None, file: str | None) -> list:
@@ -52,11 +52,11 @@ def _space_rows(text: str | None, file: str | None) -> list:
 
 def cmd_learning_curve(args, settings, store) -> dict:
     from recipe_core.search import learning_curve
-    from recipe_core.tracking.api import login_name
 
     parent = store.get_run(args.run_id)
     fractions = [float(f) for f in args.fractions.split(",")] if args.fractions else learning_curve.FRACTIONS
-    curve, queued = learning_curve.start(store, parent, fractions, args.seeds, author=args.author or login_name())
+    author = args.author or access.operator().name
+    curve, queued = learning_curve.start(store, parent, fractions, args.seeds, author=author)
     learning_curve.execute(settings, store, queued, executor=args.executor, workers=args.workers)
     frame = learning_curve.table(store, curve)
     points = learning_curve.summary(frame)
@@ -66,7 +66,6 @@ def cmd_learning_curve(args, settings, store) -> dict:
 
 def cmd_ensemble(args, settings, store) -> dict:
     from recipe_core.search import ensembles
-    from recipe_core.tracking.api import login_name
 
     ids = list(args.run_ids)
     if args.top:
@@ -75,7 +74,7 @@ def cmd_ensemble(args, settings, store) -> dict:
         ids += ensembles.top_k(store, store.get_dataset(args.dataset).id, args.target, args.top)
     if not ids:
         raise RecipeError("give run ids, or --top K with --dataset and --target")
-    run = ensembles.create(settings, store, ids, author=args.author or login_name())
+    run = ensembles.create(settings, store, ids, author=args.author or access.operator().name)
     return ensembles.summary(store, run)
 
 
@@ -125,7 +124,7 @@ def add_commands(sub) -> None:
                                    '"low", "high", "choices"}')
     s.add_argument("--space-file", metavar="FILE", help="the same JSON, read from a file")
     s.add_argument("--study", help="a study name: continue it (it lives in the store) or name the new one")
-    s.add_argument("--author", help="default: the login name")
+    s.add_argument("--author", help="default: RECIPE_AUTHOR, else the login name")
     s.set_defaults(run=cmd_tune, show=show_tune)
 
     s = sub.add_parser("learning-curve", help="a run's config on 10/25/50/100%% of the training rows, several seeds")
@@ -133,7 +132,7 @@ def add_commands(sub) -> None:
     s.add_argument("--fractions", help="comma-separated, default 0.1,0.25,0.5,1")
     s.add_argument("--seeds", type=int, default=3)
     executor_options(s)
-    s.add_argument("--author", help="default: the login name")
+    s.add_argument("--author", help="default: RECIPE_AUTHOR, else the login name")
     s.set_defaults(run=cmd_learning_curve, show=show_learning_curve)
 
     s = sub.add_parser("ensemble", help="average the validation predictions of runs; stored as a run of its own")
@@ -141,5 +140,5 @@ def add_commands(sub) -> None:
     s.add_argument("--top", type=int, help="also the K best runs (lowest val_loss) of --dataset and --target")
     s.add_argument("--dataset", help="id or name, for --top")
     s.add_argument("--target", help="for --top")
-    s.add_argument("--author", help="default: the login name")
+    s.add_argument("--author", help="default: RECIPE_AUTHOR, else the login name")
     s.set_defaults(run=cmd_ensemble, show=show_ensemble)

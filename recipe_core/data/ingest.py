@@ -20,7 +20,7 @@ import duckdb
 from recipe_core.config import Settings
 from recipe_core.data.limits import check_size, too_big
 from recipe_core.data.readers import open_source
-from recipe_core.data.records import Column, DatasetRecord
+from recipe_core.data.records import VISIBILITIES, Column, DatasetRecord
 from recipe_core.data.snapshot_writer import stored_rows_sql, text_columns, write_snapshot
 from recipe_core.data.source import CHUNK, Source
 from recipe_core.data.sql import locked_config, quote_ident, quote_literal
@@ -42,10 +42,12 @@ SAMPLE_SUFFIXES = {".csv", ".tsv", ".txt", ".parquet", ".json", ".jsonl", ".ndjs
 
 
 def ingest_file(
-    settings: Settings, store: Store, path: Path, *, name: str | None = None, source_name: str | None = None
+    settings: Settings, store: Store, path: Path, *, name: str | None = None, source_name: str | None = None,
+    owner: str = "", visibility: str = "shared",
 ) -> DatasetRecord:
-    """Ingest a file on disk (CLI, sample data). Re-ingesting identical bytes returns the existing record."""
-    name = _checked_name(name)
+    """Ingest a file on disk (CLI, sample data). Re-ingesting identical bytes returns the existing record (its
+    owner and visibility unchanged, deleted or not: tracking.lifecycle.claim_upload says what the uploader gets)."""
+    name, owned = _checked_name(name), _ownership(owner, visibility)
     path = Path(path)
     if not path.is_file():
         raise BadInput(f"no such file: {path}")
@@ -54,14 +56,15 @@ def ingest_file(
     with ThreadPoolExecutor(max_workers=1) as pool:
         # Hashing (a full read) runs while DuckDB sniffs the file: both release the GIL.
         digest = pool.submit(_sha256_file, path)
-        return _ingest(settings, store, path, digest, size, storable(source_name or path.name), name)
+        return _ingest(settings, store, path, digest, size, storable(source_name or path.name), name, owned)
 
 
 def ingest_bytes(
-    settings: Settings, store: Store, data: bytes | BinaryIO, *, source_name: str, name: str | None = None
+    settings: Settings, store: Store, data: bytes | BinaryIO, *, source_name: str, name: str | None = None,
+    owner: str = "", visibility: str = "shared",
 ) -> DatasetRecord:
     """Ingest a browser upload: streamed to a private temp file (hashed and capped on the way), then ingested."""
-    name = _checked_name(name)
+    name, owned = _checked_name(name), _ownership(owner, visibility)
     stream = io.BytesIO(data) if isinstance(data, (bytes, bytearray, memoryview)) else data
     if hasattr(stream, "seek"):
         stream.seek(0)
@@ -78,7 +81,7 @@ def ingest_bytes(
         check_size(size, settings)
         digest = Future()
         digest.set_result(h.hexdigest())
-        return _ingest(settings, store, staged, digest, size, storable(source_name), name)
+        return _ingest(settings, store, staged, digest, size, storable(source_name), name, owned)
     finally:
         staged.unlink(missing_ok=True)
 
@@ -86,6 +89,14 @@ def ingest_bytes(
 def _checked_name(name: str | None) -> str | None:
     """A name the store can hold, checked before anything is written (a NUL fails PostgreSQL mid-transaction)."""
     return None if name is None else check_text(name, "the dataset name", max_chars=200)
+
+
+def _ownership(owner: str, visibility: str) -> dict:
+    """Who a new dataset belongs to and who sees it; a dataset of no one is everyone's."""
+    if visibility not in VISIBILITIES:
+        raise BadInput(f"visibility is one of {', '.join(VISIBILITIES)}, not {str(visibility)[:20]!r}")
+    owner = check_text(owner or "", "the owner", max_chars=320)
+    return {"owner": owner, "visibility": visibility if owner else "shared"}
 
 
 def ensure_samples(settings: Settings, store: Store, sample_dir: Path) -> list[DatasetRecord]:
@@ -107,7 +118,8 @@ def infer_kind(dtype: str, n_rows: int, n_distinct: int, avg_len: float | None) 
     return "categorical" if few_values and (avg_len or 0.0) < LONG_TEXT_CHARS else "text"
 
 
-def _ingest(settings, store, path: Path, digest: Future, size: int, source_name: str, name: str | None):
+def _ingest(settings, store, path: Path, digest: Future, size: int, source_name: str, name: str | None,
+            owned: dict):
     if size <= SMALL_FILE:
         # Hashing a small file takes milliseconds: a re-upload then skips all work (ensure_samples on start).
         found = _existing(settings, store, digest.result())
@@ -155,6 +167,7 @@ def _ingest(settings, store, path: Path, digest: Future, size: int, source_name:
             snapshot=final.name,
             notes=tuple(src.notes),
             size_bytes=size,
+            **owned,
         )
         # Store.add_dataset settles a race with another process: the loser gets the winner's record.
         return store.add_dataset(record)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from recipe_core.errors import NotFound
 
 KINDS = ("numeric", "categorical", "text", "boolean", "datetime")
+VISIBILITIES = ("private", "shared")
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,10 @@ class DatasetRecord:
     created_at: str = ""  # ISO time, UTC
     notes: tuple[str, ...] = ()  # ingestion warnings, e.g. renamed duplicate column names
     size_bytes: int = 0  # of the uploaded file
+    owner: str = ""  # who uploaded it (the identity's name); "" for the samples, which belong to no one
+    visibility: str = "shared"  # "shared" with the team, or "private" to its owner (see tracking/access.py)
+    archived: bool = False  # out of the pickers unless asked for; nothing else changes
+    deleted_at: float | None = None  # unix time of a soft delete: hidden, undoable until purged
 
     def column(self, name: str) -> Column:
         for col in self.columns:

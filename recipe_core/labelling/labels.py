@@ -26,8 +26,10 @@ from recipe_core.data.db import DatasetDB
 from recipe_core.data.records import DatasetRecord
 from recipe_core.data.snapshot import ROW_ID
 from recipe_core.data.sql import quote_ident
-from recipe_core.errors import BadInput, NotFound, first_line
+from recipe_core.errors import BadInput, Forbidden, NotFound, first_line
 from recipe_core.labelling import agreement
+from recipe_core.tracking import audit
+from recipe_core.tracking.access import Identity, require_write
 from recipe_core.tracking.records import LabelEvent
 from recipe_core.tracking.store import Store
 from recipe_core.training import evaluation, splits, targets
@@ -134,9 +136,21 @@ def parse_label(base: Baseline, value) -> str:
     return repr(number)
 
 
+def check_annotator(who: Identity | None, annotator: str) -> str:
+    """The annotator's name as stored; signed in (team mode), only one's own, and only as a member or admin."""
+    name = annotator_name(annotator)
+    if who is not None and who.team:
+        require_write(who, "label")
+        if name != who.name:
+            raise Forbidden(f"you are signed in as {who.name}: you may not label as {name[:MAX_NAME_CHARS]}")
+    return name
+
+
 def add(store: Store, base: Baseline, annotator: str, item: int, label, note: str = "",
-        features: tuple[str, ...] = (), event_id: str | None = None) -> LabelEvent:
-    """Validate and store one label (label None: skipped). Returns the stored event; a repeated id is a no-op."""
+        features: tuple[str, ...] = (), event_id: str | None = None, who: Identity | None = None) -> LabelEvent:
+    """Validate and store one label (label None: skipped). Returns the stored event; a repeated id is a no-op.
+    With who (signed in), a label under another name is refused and nothing is stored."""
+    annotator = check_annotator(who, annotator)
     if int(item) not in base.truth:
         raise NotFound(f"item {item} is not in the labelling sample of {base.target!r}")
     if len(note or "") > MAX_NOTE_CHARS:
@@ -149,9 +163,11 @@ def add(store: Store, base: Baseline, annotator: str, item: int, label, note: st
     return event
 
 
-def import_csv(store: Store, base: Baseline, annotator: str, data: bytes) -> int:
+def import_csv(store: Store, base: Baseline, annotator: str, data: bytes, who: Identity | None = None) -> int:
     """Labels made elsewhere, as CSV `item,label[,note]`: all rows are checked before any is stored; importing the
-    same file again stores nothing new (event ids come from the file's content). Returns the rows imported."""
+    same file again stores nothing new (event ids come from the file's content). Returns the rows imported; with
+    who, the import is audited (and, signed in, refused under another name)."""
+    annotator = check_annotator(who, annotator)
     if len(data) > MAX_IMPORT_BYTES:
         raise BadInput(f"the label file is over {MAX_IMPORT_BYTES // 2**20} MB")
     try:
@@ -178,6 +194,9 @@ def import_csv(store: Store, base: Baseline, annotator: str, data: bytes) -> int
     digest = hashlib.sha256(data + name.encode()).hexdigest()[:24]
     for i, (item, label, note) in enumerate(checked):
         add(store, base, name, item, label, note[:MAX_NOTE_CHARS], event_id=f"import-{digest}-{i}")
+    if who is not None:
+        audit.record(store, who, "label_import", "dataset", base.dataset_id,
+                     f"{len(checked)} labels of {base.target} as {name}")
     return len(checked)
 
 

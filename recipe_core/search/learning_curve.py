@@ -10,6 +10,8 @@ import pandas as pd
 from recipe_core.config import Settings
 from recipe_core.errors import BadInput
 from recipe_core.search import executors
+from recipe_core.tracking import access, lifecycle
+from recipe_core.tracking.access import Identity
 from recipe_core.tracking.heartbeat import Heartbeat
 from recipe_core.tracking.records import RunRecord, new_id
 from recipe_core.tracking.store import Store
@@ -69,12 +71,14 @@ def in_progress(settings: Settings, store: Store, source: RunRecord) -> bool:
         r.active for r in store.list_runs(source.dataset_id, source.target) if r.parent_id == source.id)
 
 
-def curves_of(store: Store, source: RunRecord) -> dict[str, str]:
-    """The learning curves of a run's config, newest first: {curve id: when its first run was created}."""
+def curves_of(store: Store, source: RunRecord, include_archived: bool = False) -> dict[str, str]:
+    """The learning curves of a run's config, newest first: {curve id: when its first run was created}. Deleted
+    runs are never read (list_runs), archived curves (every run archived) only when asked for."""
     started: dict[str, str] = {}
+    archived = set() if include_archived else lifecycle.archived_groups(store, "curve")
     for r in store.list_runs(source.dataset_id, source.target):
         for t in r.tags:
-            if r.parent_id == source.id and t.startswith(TAG):
+            if r.parent_id == source.id and t.startswith(TAG) and t[len(TAG):] not in archived:
                 curve = t[len(TAG):]
                 started[curve] = min(started.get(curve, r.created_at), r.created_at)
     return dict(sorted(started.items(), key=lambda item: item[1], reverse=True))
@@ -98,10 +102,13 @@ def execute(settings: Settings, store: Store, queued: list[RunRecord], executor:
     return [results[r.id] for r in queued]
 
 
-def request_stop(store: Store, curve: str) -> int:
+def request_stop(store: Store, curve: str, who: Identity | None = None) -> int:
     """Cancel the curve's queued and running runs (a running one stops within about a second); the process that
-    drives them then ends by itself. The number of runs asked to stop."""
-    return sum(bool(jobs.cancel(store, r.id)) for r in store.list_runs() if TAG + curve in r.tags and r.active)
+    drives them then ends by itself. The number of runs asked to stop. With who: its author or an admin only."""
+    runs_of_curve = [r for r in store.list_runs() if TAG + curve in r.tags]
+    if who is not None:
+        access.require_change(who, lifecycle.group_owner(runs_of_curve), "stop this learning curve")
+    return sum(bool(jobs.cancel(store, r.id, who)) for r in runs_of_curve if r.active)
 
 
 def ended(frame: pd.DataFrame) -> int:

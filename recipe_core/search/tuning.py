@@ -17,6 +17,8 @@ from recipe_core.config import Settings, TrainConfig
 from recipe_core.data.records import DatasetRecord
 from recipe_core.errors import BadInput, NotFound, Pruned
 from recipe_core.search import executors
+from recipe_core.tracking import access, lifecycle
+from recipe_core.tracking.access import Identity
 from recipe_core.tracking.heartbeat import Heartbeat
 from recipe_core.tracking.records import new_id
 from recipe_core.tracking.store import Store
@@ -324,12 +326,14 @@ def request_stop(store_url: str, study_name: str) -> None:
     load(store_url, study_name).set_user_attr("stop_requested", True)
 
 
-def cancel(store: Store, study_name: str) -> int:
+def cancel(store: Store, study_name: str, who: Identity | None = None) -> int:
     """Stop a study now: no more trials, and its queued and running trials cancelled (each stops within about a
-    second). The number of runs asked to stop."""
+    second). The number of runs asked to stop. With who: only the study's author or an admin may (audited)."""
+    trials = [r for r in store.list_runs() if "study:" + study_name in r.tags]
+    if who is not None:
+        access.require_change(who, lifecycle.group_owner(trials), "stop this study")
     request_stop(store.url, study_name)
-    return sum(bool(jobs.cancel(store, r.id)) for r in store.list_runs()
-               if "study:" + study_name in r.tags and r.active)
+    return sum(bool(jobs.cancel(store, r.id, who)) for r in trials if r.active)
 
 
 def stop_requested(study: optuna.Study) -> bool:
@@ -344,22 +348,44 @@ def load(store_url: str, study_name: str) -> optuna.Study:
         raise NotFound(f"no study named {study_name!r} in this store") from None
 
 
-def studies(store_url: str, dataset_id: str | None = None, target: str | None = None) -> list[str]:
-    """Names of the studies in the store, newest first (optionally of one dataset and target)."""
+def studies(store_url: str, dataset_id: str | None = None, target: str | None = None,
+            include_archived: bool = False) -> list[str]:
+    """Names of the studies in the store, newest first (optionally of one dataset and target); never those in the
+    trash, and archived ones (all their runs archived) only when asked for."""
     found = optuna.get_all_study_summaries(storage=optuna_storage(store_url), include_best_trial=False)
+    hidden = _hidden_studies(Store(store_url), include_archived)
     keep = [s for s in found if (dataset_id is None or s.user_attrs.get("dataset_id") == dataset_id)
-            and (target is None or s.user_attrs.get("target") == target)]
+            and (target is None or s.user_attrs.get("target") == target) and s.study_name not in hidden]
     return [s.study_name for s in sorted(keep, key=lambda s: s._study_id, reverse=True)]
 
 
-def known_studies(settings: Settings, store: Store, dataset_id: str, target: str) -> list[str]:
+def _hidden_studies(store: Store, include_archived: bool) -> set[str]:
+    deleted = lifecycle.deleted_groups(store, "study")
+    return deleted if include_archived else deleted | lifecycle.archived_groups(store, "study")
+
+
+def known_studies(settings: Settings, store: Store, dataset_id: str, target: str,
+                  include_archived: bool = False) -> list[str]:
     """The studies of a dataset and target, newest first, after the searches started in the background whose
     process has not made its study (yet, or ever: it failed), so that their state can be shown."""
-    names = studies(store.url, dataset_id, target)
+    names = studies(store.url, dataset_id, target, include_archived)
+    hidden = _hidden_studies(store, include_archived)
     started = [c.label.removeprefix(_LABEL) for c in jobs.list_commands(settings)
                if c.label.startswith(_LABEL) and c.argv[1:2] == (dataset_id,) and ("--target", target) in
                zip(c.argv, c.argv[1:], strict=False)]
-    return list(dict.fromkeys([n for n in started if n not in names] + names))
+    return list(dict.fromkeys([n for n in started if n not in names and n not in hidden] + names))
+
+
+def purge_studies(store_url: str, names) -> int:
+    """Drop these Optuna studies (after lifecycle.purge removed their runs); the number dropped."""
+    storage, dropped = optuna_storage(store_url), 0
+    for name in names:
+        try:
+            optuna.delete_study(study_name=name, storage=storage)
+        except KeyError:  # never made (its process failed first), or dropped already
+            continue
+        dropped += 1
+    return dropped
 
 
 def _trial_row(t: optuna.trial.FrozenTrial) -> dict:

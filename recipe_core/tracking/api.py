@@ -13,7 +13,6 @@ leaves its run marked failed (cancelled on Ctrl-C) with every point logged befor
 from __future__ import annotations
 
 import atexit
-import getpass
 import os
 import socket
 import sys
@@ -24,6 +23,7 @@ from numbers import Integral
 from recipe_core.config import load_settings
 from recipe_core.errors import BadInput, NotFound, RecipeError, first_line
 from recipe_core.jsonsafe import plain
+from recipe_core.tracking import access
 from recipe_core.tracking.heartbeat import Heartbeat
 from recipe_core.tracking.records import Comment, RunRecord, check_key, new_id, now_iso
 from recipe_core.tracking.store import Store
@@ -142,7 +142,7 @@ def start_run(name: str | None = None, config: dict | None = None, parent: str |
         id=run_id or new_id(), name=str(name or f"run-{time.strftime('%Y%m%d-%H%M%S')}")[:500],
         model=str(model or config.get("model") or "custom")[:64], config=config, dataset_id=dataset_id,
         target=target, seed=seed if isinstance(seed, int) and not isinstance(seed, bool) else None,
-        author=author or os.environ.get("RECIPE_AUTHOR") or login_name("unknown"), status="running",
+        author=author or login_name(), status="running",
         host=socket.gethostname(), pid=os.getpid(), created_at=created_at or now_iso(),
         started_at=created_at or now_iso(),
         heartbeat=time.time(), parent_id=parent or None, hypothesis=str(hypothesis or ""),
@@ -157,12 +157,10 @@ def _number(value, what: str) -> float:
         raise BadInput(f"{what} must be a number, got {type(value).__name__}") from None
 
 
-def login_name(fallback: str = "anonymous") -> str:
-    """Who runs this process (the default author of runs from a script or the CLI)."""
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return fallback
+def login_name() -> str:
+    """Who runs this process (the default author of runs from a script or the CLI): RECIPE_AUTHOR, else the OS
+    user. Whoever holds the store's credentials is an operator; this is only the name on what they write."""
+    return access.operator().name
 
 
 # A script that never ends its run (no `with`, no finish()) still gets it ended at exit: failed when an uncaught

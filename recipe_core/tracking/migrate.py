@@ -15,10 +15,14 @@ def add_new_columns(engine: sa.Engine, metadata: sa.MetaData) -> None:
         for col in table.columns:
             if col.name not in present:
                 kind = col.type.compile(dialect=engine.dialect)
-                default = col.server_default.arg if col.server_default is not None else ""
+                if col.nullable and col.server_default is None:
+                    clause = ""
+                else:  # booleans' defaults are SQL expressions (false()); '0' casts to false on every backend
+                    default = col.server_default.arg if col.server_default is not None else ""
+                    default = default if isinstance(default, str) else "0"
+                    clause = f" NOT NULL DEFAULT '{default}'"
                 with engine.begin() as conn:
-                    conn.execute(sa.text(f"ALTER TABLE {table.name} ADD COLUMN {col.name} {kind} "
-                                         f"NOT NULL DEFAULT '{default}'"))
+                    conn.execute(sa.text(f"ALTER TABLE {table.name} ADD COLUMN {col.name} {kind}{clause}"))
 
 
 def migrate_metric_rows(engine: sa.Engine, metric_chunks_table: sa.Table) -> None:

@@ -89,6 +89,8 @@ class RunRecord:
     hypothesis: str = ""
     tags: tuple[str, ...] = ()
     source: str = "app"  # where the run came from: app, api, tensorboard, lightning
+    archived: bool = False  # off the leaderboards unless asked for; nothing else changes
+    deleted_at: float | None = None  # unix time of a soft delete: hidden, undoable until purged
 
     @property
     def active(self) -> bool:

@@ -31,6 +31,10 @@ def dataset_row(r: DatasetRecord) -> dict:
         "created_at": r.created_at,
         "notes_json": json.dumps(list(r.notes), ensure_ascii=False),
         "size_bytes": r.size_bytes,
+        "owner": r.owner,
+        "visibility": r.visibility,
+        "archived": r.archived,
+        "deleted_at": r.deleted_at,
     }
 
 
@@ -47,6 +51,10 @@ def dataset_record(row) -> DatasetRecord:
         created_at=m["created_at"],
         notes=tuple(json.loads(m["notes_json"])),
         size_bytes=int(m["size_bytes"]),
+        owner=m["owner"],
+        visibility=m["visibility"],
+        archived=bool(m["archived"]),
+        deleted_at=m["deleted_at"],
     )
 
 
@@ -94,6 +102,7 @@ def run_record(row) -> RunRecord:
         m[name] = json.loads(m.pop(f"{name}_json"))
     m["tags"] = tuple(m["tags"])
     m["cancel_requested"] = bool(m["cancel_requested"])
+    m["archived"] = bool(m["archived"])
     beat = m["heartbeat"]
     if m["status"] in ACTIVE and beat is not None and time.time() - beat > lost_after_s():
         # Its process stopped beating (killed, out of memory, machine gone): it is not running, whatever the row says.

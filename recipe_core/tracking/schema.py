@@ -23,6 +23,10 @@ datasets_table = sa.Table(
     sa.Column("created_at", sa.String(40), nullable=False),
     sa.Column("notes_json", sa.Text, nullable=False),
     sa.Column("size_bytes", sa.BigInteger, nullable=False),
+    sa.Column("owner", sa.Text, nullable=False, server_default=""),
+    sa.Column("visibility", sa.String(16), nullable=False, server_default="shared"),
+    sa.Column("archived", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("deleted_at", sa.Float, nullable=True),
 )
 
 
@@ -71,6 +75,8 @@ runs_table = sa.Table(
     sa.Column("hypothesis", sa.Text, nullable=False),
     sa.Column("tags_json", sa.Text, nullable=False, server_default="[]"),
     sa.Column("source", sa.String(40), nullable=False, server_default="app"),  # app, api, tensorboard, lightning
+    sa.Column("archived", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("deleted_at", sa.Float, nullable=True),
     sa.Index("runs_by_dataset", "dataset_id", "target"),
 )
 
@@ -133,6 +139,42 @@ labels_table = sa.Table(
     sa.Column("features_json", sa.Text, nullable=False),
     sa.Column("at", sa.Float, nullable=False),  # unix time of the event
     sa.Index("labels_by_target", "dataset_id", "target", "annotator"),
+)
+
+
+# Roles of signed-in people, set by an operator (CLI) or an admin (Team page); anyone absent is a viewer.
+users_table = sa.Table(
+    "users",
+    metadata,
+    sa.Column("name", sa.String(320), primary_key=True),  # the identity: st.user's email, else its subject
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("added_at", sa.Float, nullable=False),
+    sa.Column("added_by", sa.Text, nullable=False),
+)
+
+# Who did what and when: only ever appended to.
+audit_table = sa.Table(
+    "audit",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("actor", sa.Text, nullable=False),
+    sa.Column("action", sa.String(40), nullable=False),
+    sa.Column("kind", sa.String(20), nullable=False),  # what it touched: dataset, run, study, curve, user, label
+    sa.Column("key", sa.Text, nullable=False),
+    sa.Column("detail", sa.Text, nullable=False),
+    sa.Index("audit_by_time", "at"),
+)
+
+# Soft-deleted groups of runs (a study, a learning curve): runs and datasets carry their own deleted_at; a group
+# needs a row of its own so it is hidden, and undone, as one.
+trash_table = sa.Table(
+    "trash",
+    metadata,
+    sa.Column("kind", sa.String(20), primary_key=True),
+    sa.Column("key", sa.String(400), primary_key=True),
+    sa.Column("deleted_at", sa.Float, nullable=False),
+    sa.Column("deleted_by", sa.Text, nullable=False),
 )
 
 

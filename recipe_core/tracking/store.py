@@ -99,9 +99,13 @@ class Store:
             raise NotFound(f"no dataset with id or name {key!r}")
         return dataset_record(row)
 
-    def list_datasets(self) -> list[DatasetRecord]:
+    def list_datasets(self, include_deleted: bool = False) -> list[DatasetRecord]:
+        """The catalog, oldest first; soft-deleted datasets only when asked for (get_dataset finds them too)."""
+        q = sa.select(datasets_table).order_by(datasets_table.c.created_at)
+        if not include_deleted:
+            q = q.where(datasets_table.c.deleted_at.is_(None))
         with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(datasets_table).order_by(datasets_table.c.created_at)).all()
+            rows = conn.execute(q).all()
         return [dataset_record(r) for r in rows]
 
     def set_column_kind(self, dataset_id: str, column: str, kind: str) -> DatasetRecord:
@@ -171,11 +175,15 @@ class Store:
             raise NotFound(f"no run with id {key!r}" if not rows else f"run id {key!r} is ambiguous; give more of it")
         return run_record(rows[0])
 
-    def list_runs(self, dataset_id: str | None = None, target: str | None = None) -> list[RunRecord]:
+    def list_runs(self, dataset_id: str | None = None, target: str | None = None,
+                  include_deleted: bool = False) -> list[RunRecord]:
+        """Runs, oldest first; soft-deleted ones only when asked for (get_run finds them too)."""
         t = runs_table
         if not _lookup_ok(dataset_id or "", target or ""):
             return []
         q = sa.select(t).order_by(t.c.created_at, t.c.id)
+        if not include_deleted:
+            q = q.where(t.c.deleted_at.is_(None))
         if dataset_id is not None:
             q = q.where(t.c.dataset_id == dataset_id)
         if target is not None:

@@ -24,6 +24,8 @@ from recipe_core import limits
 from recipe_core.config import Settings, TrainConfig, load_settings
 from recipe_core.data.records import DatasetRecord
 from recipe_core.errors import CANCELLED, Cancelled, NotFound, RecipeError
+from recipe_core.tracking import audit
+from recipe_core.tracking.access import Identity, require_change
 from recipe_core.tracking.heartbeat import Heartbeat
 from recipe_core.tracking.records import RunRecord, new_id, now_iso
 from recipe_core.tracking.store import Store
@@ -261,11 +263,16 @@ def _watch(store: Store, run_id: str, proc: subprocess.Popen, log: Path | None =
                      reason=f"the training process died ({what})" + (f": {said}" if said else ""))
 
 
-def cancel(store: Store, run_id: str) -> bool:
-    """Ask the run to stop (it checks about once a second); terminate its process if it has not stopped soon."""
+def cancel(store: Store, run_id: str, who: Identity | None = None) -> bool:
+    """Ask the run to stop (it checks about once a second); terminate its process if it has not stopped soon.
+    With who: only the run's author or an admin may, and the cancel is audited."""
     run = store.get_run(run_id)
+    if who is not None:
+        require_change(who, run.author, "cancel this run")
     if not run.active:
         return False
+    if who is not None:
+        audit.record(store, who, "cancel", "run", run.id, run.name)
     if run.status == "queued" and run.pid is None:
         return store.update_run(run_id, only_if_active=True, status="cancelled", reason="cancelled before it started",
                                 finished_at=now_iso())
