@@ -22,7 +22,7 @@ summaries = ui.metric_summaries(sel)
 view = views.open_view(by_id)
 
 views.runs_table(all_runs, summaries, dataset_names)
-views.edit_run(sel, all_runs)
+views.edit_run(sel, all_runs, dataset_names)
 chosen, spec = views.chart_controls(by_id, view, summaries)
 views.chart(sel, chosen, spec)
 views.exports(sel, chosen, spec)

@@ -21,6 +21,9 @@ if sel.record is None or not sel.target:
 if not sel.who.name:  # single-user mode only: a signed-in person always has a name
     st.info("Type your name in the sidebar first: each person labels on their own, and the page keeps your place.")
     st.stop()
+# A viewer never labels, so never finishes the sample, and labels are blind: nothing here is theirs to read.
+if not ui.may_write_or_say(sel, "label (others' labels stay hidden until you have labelled the sample yourself)"):
+    st.stop()
 me = labels.annotator_name(sel.who.name)
 try:
     base = ui.label_baseline(sel)
@@ -34,8 +37,7 @@ pos_key = views.place(sel, me, own)
 hidden = views.header(sel, me, own)
 pos = st.session_state[pos_key]
 views.item_view(sel, base, own, pos, hidden)
-if ui.may_write_or_say(sel, "label (others' labels stay hidden until you have labelled the sample yourself)"):
-    views.answer(sel, base, me, pos_key, base.items[pos])
+views.answer(sel, base, me, pos_key, base.items[pos])
 
 # -- results: yours now, everyone's once you have finished ------------------------------------------------------
 st.divider()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import streamlit as st
 
 import ui
+from recipe_core.tracking import access
 from views import tune
 
 sel = ui.sidebar()
@@ -16,6 +17,9 @@ st.title("Tune")
 if sel.record is None or not sel.target:
     st.info("Pick a dataset and the target column to predict in the sidebar.")
     st.stop()
+if not access.may_write(sel.who):  # said first: the forms below are there to read, and start nothing
+    st.info(f"You are a {sel.who.role}: you can read the searches, curves and ensembles here; starting one needs "
+            "the member role (ask an admin).", icon=":material/visibility:")
 trained = tune.trained_runs(sel)
 
 tab_new, tab_curve, tab_search, tab_ensemble = st.tabs(

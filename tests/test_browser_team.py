@@ -32,6 +32,7 @@ from oidc import (
     team_server,
     wait_sidebar,
 )
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import sync_playwright
 from walk_data import CHROMIUM, CHROMIUM_ARGS, main_text
 
@@ -178,11 +179,19 @@ def _wait_run(store: Store, run_id: str, timeout: float = RUN_S):
 def _pick_run(page, run_id: str) -> None:
     main = page.get_by_test_id("stMain")
     expander = main.get_by_text("Edit a run: rename, tags and hypothesis, archive, delete")
-    if not main.get_by_role("button", name="Delete", exact=True).is_visible():
-        expander.click()
     box = main.get_by_role("combobox", name="Run", exact=True)
-    box.click()
-    page.get_by_role("option", name=re.compile(re.escape(run_id[:6]) + "$")).first.click()
+    if not box.is_visible():  # the expander is closed
+        expander.click()
+    box.wait_for()
+    option = page.get_by_role("option", name=re.compile(re.escape(run_id[:6])))
+    for _ in range(5):  # a click during the expander's rerun is dropped: click again until the list opens
+        box.click()
+        try:
+            option.first.wait_for(timeout=3000)
+            break
+        except PlaywrightTimeout:
+            page.keyboard.press("Escape")
+    option.first.click()
     page.wait_for_timeout(500)
 
 

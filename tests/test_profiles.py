@@ -150,6 +150,15 @@ def test_constant_and_missing(make):
     assert m.column == "mostly_gone" and m.value == pytest.approx(0.6) and "60 of 100 rows" in m.message
 
 
+def test_unique_counts_spread_far_apart_are_measurements_not_ids(make):
+    # Found on plotly's Montreal election table: 58 districts, each vote count different from the others.
+    rng = np.random.default_rng(8)
+    votes = rng.choice(np.arange(500, 20_000), size=58, replace=False)
+    data = {"votes": votes.tolist(), "district": rng.permutation(58).tolist(), "y": rng.normal(size=58).tolist()}
+    prof = P.profile(make(data))
+    assert [w.column for w in kinds_of(prof, "id_like")] == ["district"]
+
+
 def test_id_like(make):
     rng = np.random.default_rng(5)
     n = 200

@@ -114,9 +114,10 @@ def runs_table(all_runs: list[RunRecord], summaries: dict, dataset_names: dict[s
                  column_config={"created": st.column_config.TextColumn("created (UTC)")})
 
 
-def edit_run(sel: ui.Selection, all_runs: list[RunRecord]) -> None:
-    """One run picked (a charted one first): its name, tags and hypothesis, archive, delete; below the table, what
-    this person deleted and may undo. Ensembles are runs and get the same. Nothing to edit for who may not."""
+def edit_run(sel: ui.Selection, all_runs: list[RunRecord], dataset_names: dict[str, str]) -> None:
+    """One run picked (the first charted one, else none until the person picks: the table mixes datasets, and a
+    default from another one got the wrong run deleted in a walk): its name, tags and hypothesis, archive, delete;
+    above, what this person deleted and may undo. Ensembles are runs and get the same. Nothing for who may not."""
     lifecycle.undo_notice(sel, kinds=("run",))
     editable = [r for r in all_runs if access.may_change(sel.who, r.author)]
     if not editable:
@@ -128,12 +129,20 @@ def edit_run(sel: ui.Selection, all_runs: list[RunRecord]) -> None:
     charted = [i for i in st.session_state.get(RUNS, []) if i in by_id]
     with st.expander("Edit a run: rename, tags and hypothesis, archive, delete",
                      icon=":material/edit:"):
+        def label(i: str) -> str:
+            r = by_id[i]
+            where = f"{dataset_names.get(r.dataset_id, 'no dataset')} / {r.target}" if r.dataset_id else "no dataset"
+            return f"{r.name} · {r.model} · {where} · {i[:6]}" + (" · archived" if r.archived else "")
+
         picked = st.selectbox("Run", list(dict.fromkeys([*charted, *reversed(by_id)])), key="cmp_edit_pick",
-                              format_func=lambda i: f"{by_id[i].name} · {by_id[i].model} · {i[:6]}"
-                              + (" · archived" if by_id[i].archived else ""),
+                              index=0 if charted else None, placeholder="pick the run to change",
+                              format_func=label,
                               help="The runs you may change (yours; an admin: every run); charted ones first")
+        if picked not in by_id:
+            return
         run = by_id[picked]
-        st.caption(f"by {markdown_literal(run.author or 'no one')} · {markdown_literal(run.status)} · id `{run.id}`")
+        st.caption(f"{markdown_literal(label(run.id))} · by {markdown_literal(run.author or 'no one')} · "
+                   f"{markdown_literal(run.status)} · id `{run.id}`")
         lifecycle.rename_box(sel, "run", run.id, run.name, run.author)
         lifecycle.tags_and_hypothesis(sel, run, sorted({t for r in all_runs for t in r.tags}))
         c = st.columns(2)

@@ -150,7 +150,7 @@ def trash(sel: ui.Selection) -> None:
         due = item.deleted_at + window <= time.time()
         c = st.columns([6, 1], vertical_alignment="center")
         c[0].markdown(f"{KIND_LABEL[item.kind].capitalize()} **{markdown_literal(item.name)}** · "
-                      f"{item.n_runs} runs · deleted {_when(item.deleted_at)} by "
+                      f"{item.n_runs} run{'' if item.n_runs == 1 else 's'} · deleted {_when(item.deleted_at)} by "
                       f"{markdown_literal(item.deleted_by)}" + (" · past the undo window" if due else ""))
         c[1].button("Undo", key=f"team_undo:{item.kind}:{item.key}", icon=":material/undo:", on_click=_undo,
                     args=(sel, item.kind, item.key, item.name))

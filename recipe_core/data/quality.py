@@ -18,6 +18,7 @@ ZERO_SMALLEST = 200  # smallest positive values fetched to find them (ties inclu
 ZERO_APART = 3.0  # zeros stand apart when the smallest positive value is more than this many steps above 0
 ZERO_MIN_SHARE = 0.2  # ... and at least this share of the positive values' median
 MISSING_SHOWN = 10  # columns listed by name in the missing-values warning
+ID_MAX_SPREAD = 10  # an unnamed integer ID spans at most this many times as many values as it has
 _ID_NAME = re.compile(r"(?i)^(id|uuid|guid|key|index)$|[_\s.-](id|uuid|guid|key)$|[a-z]I[Dd]$")
 
 
@@ -43,7 +44,13 @@ def is_id_like(c: ColumnView, p: ColumnProfile, s: dict, n_rows: int, exact: boo
     if not (c.is_int or c.dtype == "VARCHAR") or n_rows < MIN_ROWS_ID or p.n == 0 or prose:
         return False
     named = bool(_ID_NAME.search(c.name)) and p.n_distinct >= 0.5 * p.n
-    return is_unique(p, n_rows, exact) or named
+    if named:
+        return True
+    # Unique integers spread far apart are counts or amounts (votes per district, prices), which a small table
+    # holds once each; row numbers and codes are dense. A sparse ID is caught by its name.
+    lo, hi = s.get("min"), s.get("max")
+    sparse = c.is_int and lo is not None and hi is not None and hi - lo + 1 > ID_MAX_SPREAD * max(p.n_distinct, 1)
+    return is_unique(p, n_rows, exact) and not sparse
 
 
 def name_like_columns(db, cols: list[ColumnView]) -> set[str]:

@@ -464,7 +464,7 @@ def purge(settings: Settings, store, who: Identity, older_than_s: float | None =
         freed += item_freed
         run_ids |= purged
         studies += [key] if kind == "study" else []
-        audit.record(store, who, "purge", kind, key, ", ".join(f"{n} {table}" for table, n in item_rows.items()))
+        audit.record(store, who, "purge", kind, key, ", ".join(f"{table}: {n}" for table, n in item_rows.items()))
     job_files, job_bytes = purging.remove_job_files(settings.home, run_ids, set(studies))
     return PurgeReport(tuple(items), dict(rows), tuple(files + job_files), freed + job_bytes, tuple(studies))
 
