@@ -13,3 +13,8 @@ def human_bytes(n: int) -> str:
             value = n / scale
             return f"{value:.3g} {unit}" if value < 1000 else f"{value:.0f} {unit}"  # never "1e+03 MB"
     return f"{n} bytes"
+
+
+def count(n: int, one: str, many: str | None = None) -> str:
+    """"1 run", "2 runs": a number with its noun in the right form (many defaults to one + "s")."""
+    return f"{n:,} {one if n == 1 else many or one + 's'}"

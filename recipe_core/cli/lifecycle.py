@@ -11,6 +11,7 @@ import json
 
 from recipe_core.errors import BadInput, NotFound, RecipeError
 from recipe_core.tracking import access
+from recipe_core.units import count
 
 WORDS = {"run": "run", "dataset": "dataset", "study": "study", "curve": "learning curve"}
 COMMANDS = {"run": "runs", "dataset": "datasets", "study": "studies", "curve": "curves"}
@@ -120,15 +121,15 @@ def cmd_share(args, settings, store) -> dict:
 def show_deleted(out: dict) -> str:
     lines = []
     for t in out["deleted"]:
-        lines.append(f"deleted {WORDS[t['kind']]} {t['key']} ({t['name']}), {len(t['run_ids'])} runs; undo with "
-                     f"`python -m recipe_core {COMMANDS[t['kind']]} undo {t['key']}` until it is purged")
+        lines.append(f"deleted {WORDS[t['kind']]} {t['key']} ({t['name']}), {count(len(t['run_ids']), 'run')}; "
+                     f"undo with `python -m recipe_core {COMMANDS[t['kind']]} undo {t['key']}` until it is purged")
         lines += [f"  it had: {line}" for line in t["dependents"]]
     return "\n".join(lines)
 
 
 def show_restored(out: dict) -> str:
-    return "\n".join(f"restored {WORDS[t['kind']]} {t['key']} ({t['name']}), {len(t['run_ids'])} runs"
-                     for t in out["restored"])
+    return "\n".join(f"restored {WORDS[t['kind']]} {t['key']} ({t['name']}), "
+                     f"{count(len(t['run_ids']), 'run')}" for t in out["restored"])
 
 
 def show_archived(out: dict) -> str:

@@ -9,7 +9,7 @@ import time
 
 from recipe_core.cli.lifecycle import json_option
 from recipe_core.tracking import access, audit, users
-from recipe_core.units import human_bytes
+from recipe_core.units import count, human_bytes
 
 
 def when(at: float | None) -> str:
@@ -84,8 +84,9 @@ def report_json(report) -> dict:
 
 
 def show_trash(out: list) -> str:
-    return "\n".join(f"{t['kind']} {t['key']}  {t['name']}  {t['runs']} runs  deleted {when(t['deleted_at'])} by "
-                     f"{t['deleted_by']}  (undo until {when(t['purged_after'])})" for t in out) or "the trash is empty"
+    return "\n".join(f"{t['kind']} {t['key']}  {t['name']}  {count(t['runs'], 'run')}  deleted "
+                     f"{when(t['deleted_at'])} by {t['deleted_by']}  (undo until {when(t['purged_after'])})"
+                     for t in out) or "the trash is empty"
 
 
 def show_purge(out: dict) -> str:

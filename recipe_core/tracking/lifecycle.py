@@ -32,6 +32,7 @@ from recipe_core.tracking.access import (
 )
 from recipe_core.tracking.records import RunRecord
 from recipe_core.tracking.schema import datasets_table, labels_table, runs_table, trash_table
+from recipe_core.units import count
 
 KINDS = ("run", "dataset", "study", "curve")
 GROUP_TAGS = {"study": "study:", "curve": "curve:"}  # the tags the app sets; a person's tags may not start so
@@ -152,8 +153,6 @@ def _word(kind: str) -> str:
     return "learning curve" if kind == "curve" else kind
 
 
-def _count(n: int, one: str, many: str) -> str:
-    return f"{n} {one if n == 1 else many}"
 
 
 def _trash_row(store, kind: str, key: str):
@@ -310,8 +309,8 @@ def dependents(store, kind: str, key: str) -> list[str]:
     ours = {r.id for r in t.runs}
     n = len(t.live_ids)
     # A group's own runs go with it: said first, so deleting a study of 50 trials is never one careless click.
-    lines = [] if kind == "run" else [_count(n, "run is", "runs are") + " its trials" if kind == "study"
-                                      else _count(n, "run makes", "runs make") + " up this curve"]
+    lines = [] if kind == "run" else [count(n, "run is", "runs are") + " its trials" if kind == "study"
+                                      else count(n, "run makes", "runs make") + " up this curve"]
     for run in t.runs:
         lines += _run_dependents(run, [r for r in every if r.id not in ours], own_tags=kind == "run")
     return list(dict.fromkeys(lines))
@@ -330,7 +329,7 @@ def _run_dependents(run: RunRecord, others: list[RunRecord], own_tags: bool) -> 
                 groups[group] += 1
     for tag, n in groups.items():
         kind, name = tag.split(":", 1)
-        lines.append(f"{_word(kind)} {name} ({_count(n, 'run', 'runs')}) starts from it")
+        lines.append(f"{_word(kind)} {name} ({count(n, 'run', 'runs')}) starts from it")
     for tag in run.tags if own_tags else ():
         if tag.startswith("study:"):
             lines.append(f"trial of study {tag[len('study:'):]}")
@@ -341,18 +340,18 @@ def _run_dependents(run: RunRecord, others: list[RunRecord], own_tags: bool) -> 
 
 def _dataset_dependents(store, t: _Target) -> list[str]:
     live = [r for r in t.runs if r.deleted_at is None]
-    lines = [_count(len(live), "run uses", "runs use") + " this dataset"] if live else []
+    lines = [count(len(live), "run uses", "runs use") + " this dataset"] if live else []
     lab = labels_table
     with store.engine.connect() as conn:
         n, people = conn.execute(sa.select(sa.func.count(), sa.func.count(sa.distinct(lab.c.annotator)))
                                  .where(lab.c.dataset_id == t.key)).one()
     if n:
-        lines.append(f"{_count(n, 'label', 'labels')} by {_count(people, 'person', 'people')}")
+        lines.append(f"{count(n, 'label', 'labels')} by {count(people, 'person', 'people')}")
     for kind, prefix in GROUP_TAGS.items():
         names = sorted({tag[len(prefix):] for r in live for tag in r.tags if tag.startswith(prefix)})
         if names:
             shown = ", ".join(names[:5]) + (" …" if len(names) > 5 else "")
-            lines.append(_count(len(names), _word(kind), "studies" if kind == "study" else "learning curves") +
+            lines.append(count(len(names), _word(kind), "studies" if kind == "study" else "learning curves") +
                          f": {shown}")
     return lines
 
@@ -373,7 +372,7 @@ def delete(store, who: Identity, kind: str, key: str) -> Trashed:
             conn.execute(datasets_table.update().where(datasets_table.c.id == t.key).values(deleted_at=stamp))
         conn.execute(trash_table.delete().where(trash_table.c.kind == kind, trash_table.c.key == t.key))
         conn.execute(trash_table.insert().values(kind=kind, key=t.key, deleted_at=stamp, deleted_by=who.name))
-    audit.record(store, who, "delete", kind, t.key, f"{t.name}: {len(ids)} runs")
+    audit.record(store, who, "delete", kind, t.key, f"{t.name}: {count(len(ids), 'run', 'runs')}")
     return Trashed(kind, t.key, t.name, stamp, tuple(ids), lines)
 
 
@@ -394,7 +393,7 @@ def undo(store, who: Identity, kind: str, key: str) -> Trashed:
         if kind == "dataset":
             conn.execute(datasets_table.update().where(datasets_table.c.id == t.key).values(deleted_at=None))
         conn.execute(trash_table.delete().where(trash_table.c.kind == kind, trash_table.c.key == t.key))
-    audit.record(store, who, "undo", kind, t.key, f"{t.name}: {len(ids)} runs")
+    audit.record(store, who, "undo", kind, t.key, f"{t.name}: {count(len(ids), 'run', 'runs')}")
     return Trashed(kind, t.key, t.name, None, tuple(ids))
 
 
