@@ -173,3 +173,21 @@ def test_a_learning_curve_trains_nested_fractions(settings, store, wine):
     full = frame[frame["fraction"] == 1.0]
     assert full["val_loss"].min() == pytest.approx(parent.metrics["val_loss"]) or len(full) == 2
     assert learning_curve.verdict(points).split(":")[0] in ("Still improving", "Flattening", "Flat or worse")
+
+
+def test_losing_the_race_to_create_optunas_tables_is_retried(tmp_path, monkeypatch):
+    # Seen in CI: the Tune page and the search it started both stamped Optuna's schema version on a fresh store;
+    # the loser's page showed an exception box.
+    import sqlalchemy as sa
+
+    real, calls = optuna.storages.RDBStorage, []
+
+    def first_loses(url, **kwargs):
+        calls.append(url)
+        if len(calls) == 1:
+            raise sa.exc.IntegrityError("INSERT INTO alembic_version", {}, Exception("UNIQUE constraint failed"))
+        return real(url, **kwargs)
+
+    monkeypatch.setattr(optuna.storages, "RDBStorage", first_loses)
+    storage = tuning.optuna_storage(f"sqlite:///{tmp_path / 'recipe.db'}")
+    assert len(calls) == 2 and storage.get_all_studies() == []

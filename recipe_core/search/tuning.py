@@ -21,6 +21,7 @@ from recipe_core.tracking import access, lifecycle
 from recipe_core.tracking.access import Identity
 from recipe_core.tracking.heartbeat import Heartbeat
 from recipe_core.tracking.records import new_id
+from recipe_core.tracking.schema import DatabaseError
 from recipe_core.tracking.store import Store
 from recipe_core.training import jobs, runs
 
@@ -157,7 +158,15 @@ def coverage(space: tuple[Param, ...], budget: int) -> pd.DataFrame:
 def optuna_storage(url: str) -> optuna.storages.RDBStorage:
     """Optuna's tables in the store's database; on SQLite with the store's patience for a busy database."""
     kwargs = {"connect_args": {"timeout": 30}} if url.startswith("sqlite") else {"pool_pre_ping": True}
-    return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+    for attempt in range(5):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+        except DatabaseError:
+            # On a fresh store, two processes (a page and a search it started) both create Optuna's tables and
+            # stamp their version; the loser's insert fails, and its next attempt finds them made.
+            if attempt == 4:
+                raise
+            time.sleep(0.2 * (attempt + 1))
 
 
 class _Grid(optuna.samplers.GridSampler):

@@ -9,6 +9,9 @@ import sqlalchemy as sa
 from recipe_core.tracking.migrate import add_new_columns, migrate_metric_rows
 
 metadata = sa.MetaData()
+# What another library on the store's database (Optuna) raises when a second process loses a race to create its
+# tables: callers outside tracking catch it by this name rather than importing SQLAlchemy.
+DatabaseError = sa.exc.DatabaseError
 
 datasets_table = sa.Table(
     "datasets",
