@@ -235,6 +235,26 @@ def catalog_changed() -> None:
     _catalog.clear()
 
 
+OUTCOMES = "sel_outcomes"  # {area: (ok, message)}: what a callback did, shown once where its widget is
+
+
+def say_later(area: str, ok: bool, message: str) -> None:
+    """From a callback: the outcome the widget's area shows on this rerun (a success, or a one-line error).
+    The message is markdown: its caller escapes what a person typed."""
+    st.session_state.setdefault(OUTCOMES, {})[area] = (ok, message)
+
+
+def show_outcome(area: str) -> None:
+    outcome = st.session_state.get(OUTCOMES, {}).pop(area, None)
+    if outcome is None:
+        return
+    ok, message = outcome
+    if ok:
+        st.success(message, icon=":material/check_circle:")
+    else:
+        show_error(RecipeError(message))
+
+
 def show_error(error: RecipeError) -> None:
     st.error(markdown_literal(error), icon=":material/error:")  # messages quote the values they refuse
 

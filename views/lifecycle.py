@@ -17,7 +17,6 @@ from recipe_core.safetext import markdown_literal
 from recipe_core.tracking import access, lifecycle
 from recipe_core.tracking.records import RunRecord
 
-SAID = "lc_said"  # {widget area: (ok, message)}: a callback's outcome, shown once by the widget it came from
 CONFIRM = "lc_confirm"  # (kind, key, name, dependents): a delete waiting for "Delete anyway"
 MAX_UNDO_SHOWN = 8
 GROUP_PREFIXES = tuple(lifecycle.GROUP_TAGS.values())  # study:, curve:
@@ -29,8 +28,8 @@ def allowed(sel: ui.Selection, owner: str, what: str) -> bool:
     above the widgets it then leaves out)."""
     if access.may_change(sel.who, owner):
         return True
-    st.caption(f"Only {markdown_literal(owner or 'an admin')} or an admin may {what}; you are signed in as "
-               f"{markdown_literal(sel.who.name)} ({sel.who.role}).")
+    who_may = f"{markdown_literal(owner)} or an admin" if owner else "an admin"
+    st.caption(f"Only {who_may} may {what}; you are signed in as {markdown_literal(sel.who.name)} ({sel.who.role}).")
     return False
 
 
@@ -41,31 +40,16 @@ def _written(kind: str) -> None:
         ui.catalog_changed()
 
 
-def _say(area: str, ok: bool, message: str) -> None:
-    st.session_state.setdefault(SAID, {})[area] = (ok, message)
-
-
-def _said(area: str) -> None:
-    outcome = st.session_state.get(SAID, {}).pop(area, None)
-    if outcome is None:
-        return
-    ok, message = outcome
-    if ok:
-        st.success(message, icon=":material/check_circle:")
-    else:
-        ui.show_error(RecipeError(message))
-
-
 def _attempt(area: str, kind: str, write, done: str = "") -> bool:
     """Run one lifecycle write in a callback: its error, one line, is kept for the widget to show."""
     try:
         write()
     except RecipeError as e:
-        _say(area, False, str(e))
+        ui.say_later(area, False, str(e))
         return False
     _written(kind)
     if done:
-        _say(area, True, done)
+        ui.say_later(area, True, done)
     return True
 
 
@@ -83,7 +67,7 @@ def _rename(sel: ui.Selection, kind: str, key: str, field: str) -> None:
     wanted = st.session_state.get(field, "")
     given = []
     if _attempt(area, kind, lambda: given.append(lifecycle.rename(sel.store, sel.who, kind, key, wanted))):
-        _say(area, True, f"Renamed to {markdown_literal(given[0])}.")
+        ui.say_later(area, True, f"Renamed to {markdown_literal(given[0])}.")
 
 
 def rename_box(sel: ui.Selection, kind: str, key: str, current_name: str, owner: str) -> None:
@@ -96,7 +80,7 @@ def rename_box(sel: ui.Selection, kind: str, key: str, current_name: str, owner:
     c[0].text_input("Name", key=field, max_chars=lifecycle.MAX_NAME_CHARS)
     c[1].button("Rename", key=f"lc_rename:{kind}:{key}", on_click=_rename, args=(sel, kind, key, field),
                 icon=":material/edit:")
-    _said(f"rename:{kind}:{key}")
+    ui.show_outcome(f"rename:{kind}:{key}")
 
 
 # -- tags and hypothesis ---------------------------------------------------------------------------------------
@@ -128,7 +112,7 @@ def tags_and_hypothesis(sel: ui.Selection, run: RunRecord, known_tags=()) -> Non
                    + ": set by its search or learning curve, kept as they are.")
     st.button("Save tags and hypothesis", key=f"lc_save:{run.id}", icon=":material/save:", on_click=_save_edit,
               args=(sel, run.id, tags_field, hypothesis_field))
-    _said(f"edit:{run.id}")
+    ui.show_outcome(f"edit:{run.id}")
 
 
 # -- archive -------------------------------------------------------------------------------------------------
@@ -145,7 +129,7 @@ def archive_toggle(sel: ui.Selection, kind: str, key: str, archived: bool, owner
               icon=":material/unarchive:" if archived else ":material/archive:", on_click=_archive,
               args=(sel, kind, key, not archived),
               help="Archived: hidden from lists and leaderboards unless asked for; nothing is deleted")
-    _said(f"archive:{kind}:{key}")
+    ui.show_outcome(f"archive:{kind}:{key}")
 
 
 # -- delete and undo --------------------------------------------------------------------------------------------
@@ -159,7 +143,7 @@ def _ask_delete(sel: ui.Selection, kind: str, key: str, name: str) -> None:
     try:
         depending = lifecycle.dependents(sel.store, kind, key)
     except RecipeError as e:
-        _say(f"delete:{kind}:{key}", False, str(e))
+        ui.say_later(f"delete:{kind}:{key}", False, str(e))
         return
     if depending:
         st.session_state[CONFIRM] = (kind, key, name, tuple(depending))
@@ -187,7 +171,7 @@ def delete_button(sel: ui.Selection, kind: str, key: str, name: str, owner: str)
     else:
         st.button("Delete", key=f"lc_delete:{kind}:{key}", icon=":material/delete:", on_click=_ask_delete,
                   args=(sel, kind, key, name), help="Hidden at once; it can be undone until it is purged")
-    _said(f"delete:{kind}:{key}")
+    ui.show_outcome(f"delete:{kind}:{key}")
 
 
 def _undo(sel: ui.Selection, kind: str, key: str, name: str) -> None:
@@ -204,7 +188,7 @@ def undo_notice(sel: ui.Selection, kinds: tuple[str, ...] = lifecycle.KINDS) -> 
         ui.show_error(e)
         return
     for kind in kinds:
-        _said(f"undo:{kind}")
+        ui.show_outcome(f"undo:{kind}")
     for item in items[:MAX_UNDO_SHOWN]:
         left = item.deleted_at + sel.settings.undo_seconds - time.time()
         until = f"within {_hours(left)}, then a purge removes it" if left > 0 else "until the next purge"

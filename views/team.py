@@ -18,7 +18,6 @@ from recipe_core.search import trash as search_trash
 from recipe_core.tracking import access, audit, lifecycle, users
 from recipe_core.units import human_bytes
 
-SAID = "team_said"  # {view: (ok, message)}
 PURGE_ALL = "team_purge_confirm"  # the "everything in the trash" box was ticked: the next click purges all
 AUDIT_LIMIT = 200
 TRASH_SHOWN = 50
@@ -29,26 +28,16 @@ def _when(at: float) -> str:
     return datetime.fromtimestamp(at, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def _say(view: str, ok: bool, message: str) -> None:
-    st.session_state.setdefault(SAID, {})[view] = (ok, message)
-
-
-def _said(view: str) -> None:
-    outcome = st.session_state.get(SAID, {}).pop(view, None)
-    if outcome is not None:
-        (st.success if outcome[0] else lambda m: ui.show_error(RecipeError(m)))(outcome[1])
-
-
 def _attempt(view: str, write, done) -> None:
     """One write in a callback; its one-line error, or what it did (done: a function of its result), is kept."""
     try:
         result = write()
     except RecipeError as e:
-        _say(view, False, str(e))
+        ui.say_later(view, False, str(e))
         return
     ui.catalog_changed()
     ui.runs_changed()
-    _say(view, True, done(result))
+    ui.say_later(view, True, done(result))
 
 
 def mode_note(sel: ui.Selection) -> None:
@@ -66,7 +55,7 @@ def _own_role_refused(sel: ui.Selection, name: str) -> bool:
     except RecipeError:
         return False
     if same:
-        _say("users", False, "you cannot change your own role here; another admin can, or an operator with "
+        ui.say_later("users", False, "you cannot change your own role here; another admin can, or an operator with "
                              "`python -m recipe_core users add NAME --role ROLE`")
     return same
 
@@ -108,7 +97,7 @@ def people(sel: ui.Selection) -> None:
                               placeholder="pick a person")
         c[1].button("Remove", key="team_user_remove_go", icon=":material/person_remove:", disabled=gone is None,
                     on_click=_remove, args=(sel, gone))
-    _said("users")
+    ui.show_outcome("users")
 
 
 # -- the audit trail -----------------------------------------------------------------------------------------
@@ -139,7 +128,7 @@ def trash(sel: ui.Selection) -> None:
     """What is deleted and may still be undone, newest first, each with its Undo."""
     st.subheader("Trash")
     items = lifecycle.trash(sel.store, sel.who)
-    _said("trash")
+    ui.show_outcome("trash")
     if not items:
         st.caption("The trash is empty.")
         return
@@ -199,7 +188,7 @@ def purge(sel: ui.Selection) -> None:
         st.warning("This removes everything in the trash now, for good: no undo.", icon=":material/warning:")
         st.button("Purge everything in the trash", key="team_purge_all", type="primary",
                   icon=":material/delete_forever:", on_click=_purge, args=(sel, True))
-    _said("purge")
+    ui.show_outcome("purge")
 
 
 def not_an_admin(sel: ui.Selection) -> None:
