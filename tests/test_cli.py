@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from cli_run import run, run_json
 
 from recipe_core import cli
-from recipe_core.cli import main
 from recipe_core.config import load_settings
 from recipe_core.data import db
 
@@ -22,18 +22,6 @@ def home(tmp_path, monkeypatch):
     monkeypatch.setenv("RECIPE_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("RECIPE_STORE_URL", raising=False)
     return tmp_path / "home"
-
-
-def run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def run_json(capsys, *argv):
-    code, out, err = run(capsys, *argv, "--json")
-    assert code == 0, err
-    return json.loads(out)
 
 
 def test_ingest_datasets_profile_query(home, capsys):

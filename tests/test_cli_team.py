@@ -1,7 +1,6 @@
 """The CLI's team commands: users, audit, the lifecycle of runs and datasets (rename, archive, delete with what
 depends on it, undo, trash, purge), listings as another identity (--as), and the operator's name on what it writes.
 Every refusal is one `error:` line and a non-zero exit, and changes nothing."""
-import json
 import os
 import subprocess
 import sys
@@ -9,8 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-
-from recipe_core.cli import main
+from cli_run import run, run_json
 
 ROOT = Path(__file__).resolve().parents[1]
 WINE = ROOT / "sample_data" / "wine.csv"
@@ -23,18 +21,6 @@ def home(tmp_path, monkeypatch):
     monkeypatch.setenv("RECIPE_AUTHOR", OPERATOR)
     monkeypatch.delenv("RECIPE_STORE_URL", raising=False)
     return tmp_path / "home"
-
-
-def run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def run_json(capsys, *argv):
-    code, out, err = run(capsys, *argv, "--json")
-    assert code == 0, err
-    return json.loads(out)
 
 
 def refused(capsys, *argv, fragment=""):

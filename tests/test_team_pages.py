@@ -235,11 +235,16 @@ def test_only_the_owner_or_an_admin_manages_a_dataset(home, monkeypatch):
     assert not type_box(member)
 
 
-def test_sharing_a_dataset_shows_it_to_the_team_and_is_audited(home, monkeypatch):
-    path = Path(home) / "to_share.csv"
-    path.write_text("p,q\n" + "".join(f"{i},{i * 2}\n" for i in range(12)))
+def anns_dataset(home, name: str, visibility: str):
+    """A small dataset of ANN's, registered as the Data page would (each test's own name and contents)."""
+    path = Path(home) / f"{name}.csv"
+    path.write_text("a,b\n" + "".join(f"{i},{i * len(name)}\n" for i in range(12)))
     settings = load_settings({"RECIPE_HOME": str(home)})
-    record = ingest.ingest_file(settings, store_of(home), path, name="to_share", owner=ANN, visibility="private")
+    return ingest.ingest_file(settings, store_of(home), path, name=name, owner=ANN, visibility=visibility)
+
+
+def test_sharing_a_dataset_shows_it_to_the_team_and_is_audited(home, monkeypatch):
+    record = anns_dataset(home, "to_share", "private")
     ui.catalog_changed()
     owner = session(home, monkeypatch, ANN, dataset=record.id)
     next(b for b in owner.button if b.key == "data_visibility").click().run()
@@ -250,10 +255,7 @@ def test_sharing_a_dataset_shows_it_to_the_team_and_is_audited(home, monkeypatch
 
 
 def test_delete_then_undo_from_the_data_page(home, monkeypatch):
-    path = Path(home) / "to_delete.csv"
-    path.write_text("m,n\n" + "".join(f"{i},{i * 3}\n" for i in range(15)))
-    settings = load_settings({"RECIPE_HOME": str(home)})
-    record = ingest.ingest_file(settings, store_of(home), path, name="to_delete", owner=ANN, visibility="private")
+    record = anns_dataset(home, "to_delete", "private")
     ui.catalog_changed()
     at = session(home, monkeypatch, ANN, dataset=record.id)
     next(b for b in at.button if b.key == f"lc_delete:dataset:{record.id}").click().run()
@@ -329,10 +331,7 @@ def test_only_its_author_or_an_admin_cancels_a_run(home, monkeypatch):
 
 
 def test_an_archived_dataset_leaves_the_picker_until_asked_for(home, monkeypatch):
-    path = Path(home) / "to_archive.csv"
-    path.write_text("u,v\n" + "".join(f"{i},{i * 5}\n" for i in range(11)))
-    settings = load_settings({"RECIPE_HOME": str(home)})
-    record = ingest.ingest_file(settings, store_of(home), path, name="to_archive", owner=ANN, visibility="shared")
+    record = anns_dataset(home, "to_archive", "shared")
     lifecycle.archive(store_of(home), access.member_of_team(ANN, "member"), "dataset", record.id)
     ui.catalog_changed()
     at = session(home, monkeypatch, BOB)
