@@ -361,8 +361,11 @@ def studies(store_url: str, dataset_id: str | None = None, target: str | None = 
             include_archived: bool = False) -> list[str]:
     """Names of the studies in the store, newest first (optionally of one dataset and target); never those in the
     trash, and archived ones (all their runs archived) only when asked for."""
+    return _studies(store_url, dataset_id, target, _hidden_studies(Store(store_url), include_archived))
+
+
+def _studies(store_url: str, dataset_id: str | None, target: str | None, hidden: set[str]) -> list[str]:
     found = optuna.get_all_study_summaries(storage=optuna_storage(store_url), include_best_trial=False)
-    hidden = _hidden_studies(Store(store_url), include_archived)
     keep = [s for s in found if (dataset_id is None or s.user_attrs.get("dataset_id") == dataset_id)
             and (target is None or s.user_attrs.get("target") == target) and s.study_name not in hidden]
     return [s.study_name for s in sorted(keep, key=lambda s: s._study_id, reverse=True)]
@@ -377,8 +380,8 @@ def known_studies(settings: Settings, store: Store, dataset_id: str, target: str
                   include_archived: bool = False) -> list[str]:
     """The studies of a dataset and target, newest first, after the searches started in the background whose
     process has not made its study (yet, or ever: it failed), so that their state can be shown."""
-    names = studies(store.url, dataset_id, target, include_archived)
-    hidden = _hidden_studies(store, include_archived)
+    hidden = _hidden_studies(store, include_archived)  # reads every run: once per call
+    names = _studies(store.url, dataset_id, target, hidden)
     started = [c.label.removeprefix(_LABEL) for c in jobs.list_commands(settings)
                if c.label.startswith(_LABEL) and c.argv[1:2] == (dataset_id,) and ("--target", target) in
                zip(c.argv, c.argv[1:], strict=False)]
