@@ -7,6 +7,7 @@ import streamlit as st
 
 import ui
 from recipe_core.tracking import access
+from views import checks
 from views import compare as views
 
 sel = ui.sidebar()
@@ -26,6 +27,7 @@ views.edit_run(sel, all_runs, dataset_names)
 chosen, spec = views.chart_controls(by_id, view, summaries)
 views.chart(sel, chosen, spec)
 views.exports(sel, chosen, spec)
+checks.compare_section(sel, chosen)
 views.what_changed(chosen, by_id, summaries, dataset_names)
 views.notes(sel, chosen, by_id)
 views.import_runs(sel)

@@ -34,7 +34,7 @@ if run.status != "finished":
     st.stop()
 
 train.next_steps(run)
-train.checks(run)
+train.checks(sel, run)
 train.validation_metrics(sel, run)
 tabs = st.tabs(train.TABS)
 with tabs[0]:

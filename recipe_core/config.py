@@ -62,6 +62,9 @@ class Settings:
     queries_in_process: bool = False
     # RECIPE_UNDO_HOURS: a deleted run, dataset, study or curve can be undone this long; a purge then removes it.
     undo_seconds: float = 24 * 3600.0
+    # RECIPE_CHECK_TOLERANCE: how far above the formula a user's model may start (relative) before loss_at_init
+    # is red. 10%: an untuned init lands within a few percent of ln C; logits scaled x50 land far above.
+    check_tolerance: float = 0.10
 
     @property
     def snapshots_dir(self) -> Path:
@@ -101,7 +104,8 @@ def load_settings(env: os._Environ | dict | None = None) -> Settings:
                                       "a whole number of points", whole=True)),
         executors=_executors(env.get("RECIPE_EXECUTORS") or "local"),
         max_jobs=max_jobs, job_memory_bytes=int(job_mb * MB),
-        undo_seconds=_number(env, "RECIPE_UNDO_HOURS", 24, "a number of hours") * 3600.0)
+        undo_seconds=_number(env, "RECIPE_UNDO_HOURS", 24, "a number of hours") * 3600.0,
+        check_tolerance=_number(env, "RECIPE_CHECK_TOLERANCE", Settings.check_tolerance, "a fraction, e.g. 0.1"))
 
 
 def _number(env, name: str, default: float, what: str, whole: bool = False) -> float:

@@ -23,13 +23,13 @@ def test_an_empty_environment_gives_the_defaults(tmp_path, monkeypatch):
     assert (s.max_columns, s.max_import_points) == (Settings.max_columns, Settings.max_import_points)
     assert s.executors == (("local", "local"),)
     assert s.max_jobs == len(os.sched_getaffinity(0)) and s.job_memory_bytes >= 1024 * MB
-    assert s.undo_seconds == 24 * 3600
+    assert s.undo_seconds == 24 * 3600 and s.check_tolerance == 0.10
 
 
 def test_empty_values_mean_the_default():
     names = ["RECIPE_HOME", "RECIPE_STORE_URL", "RECIPE_MAX_UPLOAD_MB", "RECIPE_TRAIN_THREADS", "RECIPE_MAX_ROWS",
              "RECIPE_QUERY_MEMORY_MB", "RECIPE_EXECUTORS", "RECIPE_MAX_JOBS", "RECIPE_JOB_MEMORY_MB",
-             "RECIPE_UNDO_HOURS"]
+             "RECIPE_UNDO_HOURS", "RECIPE_CHECK_TOLERANCE"]
     assert load_settings(dict.fromkeys(names, "")) == load_settings({})
 
 
@@ -39,7 +39,8 @@ def test_every_variable_is_read(tmp_path):
            "RECIPE_MAX_ROWS": "1000", "RECIPE_MAX_CELLS": "5000", "RECIPE_MAX_CELL_MB": "1",
            "RECIPE_MAX_COLUMNS": "30", "RECIPE_MAX_IMPORT_POINTS": "100",
            "RECIPE_EXECUTORS": "local, lab=dask://10.0.0.5:8786 dask://10.0.0.6:8786",
-           "RECIPE_MAX_JOBS": "3", "RECIPE_JOB_MEMORY_MB": "1500", "RECIPE_UNDO_HOURS": "0.5"}
+           "RECIPE_MAX_JOBS": "3", "RECIPE_JOB_MEMORY_MB": "1500", "RECIPE_UNDO_HOURS": "0.5",
+           "RECIPE_CHECK_TOLERANCE": "0.25"}
     s = load_settings(env)
     assert s.home == tmp_path / "h" and s.store_url == "postgresql://db/recipe"
     assert s.max_upload_bytes == int(2.5 * MB) and s.train_threads == 4 and s.query_memory_bytes == 512 * MB
@@ -49,7 +50,7 @@ def test_every_variable_is_read(tmp_path):
                            ("dask://10.0.0.6:8786", "dask://10.0.0.6:8786"))
     assert s.executor_address("lab") == "dask://10.0.0.5:8786"
     assert s.max_jobs == 3 and s.job_memory_bytes == 1500 * MB
-    assert s.undo_seconds == 1800
+    assert s.undo_seconds == 1800 and s.check_tolerance == 0.25
 
 
 def test_the_store_defaults_to_sqlite_in_the_home_which_may_start_at_the_user(monkeypatch, tmp_path):
@@ -94,6 +95,7 @@ def test_train_threads_from_1_to_256(threads):
     ("RECIPE_UNDO_HOURS", "a day", "a number of hours"),
     ("RECIPE_UNDO_HOURS", "0", "a number of hours above 0"),
     ("RECIPE_UNDO_HOURS", "-1", "a number of hours above 0"),
+    ("RECIPE_CHECK_TOLERANCE", "10%", "a fraction, e.g. 0.1"),
     ("RECIPE_EXECUTORS", "dask://host", "is not 'local', NAME=dask://HOST:PORT or dask://HOST:PORT"),
     ("RECIPE_EXECUTORS", "lab=ssh://host:22", "is not 'local'"),
     ("RECIPE_EXECUTORS", "local a=dask://h:1 a=dask://h:2", "a name of its own"),

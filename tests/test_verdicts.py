@@ -16,7 +16,18 @@ def test_a_skipped_check_is_stored_as_ok_none_and_its_reason():
 
 
 @pytest.mark.parametrize("name, kind, extra", [
-    ("loss_at_init", verdicts.LossAtInit, {"expected": 1.09, "measured": 1.1, "tolerance": 0.02}),
+    ("loss_at_init", verdicts.LossAtInit, {"expected": 1.09, "measured": 1.1, "tolerance": 0.02, "loss": None,
+                                           "uninformed": None, "bias": None, "advice": ""}),
+    ("loss_at_init", verdicts.LossAtInit, {"expected": 0.9, "measured": 1.1, "tolerance": 0.1,
+                                           "loss": "cross_entropy", "uninformed": 1.0986, "bias": [-0.3, -1.6],
+                                           "advice": "init well: set the last layer's bias to [-0.3, -1.6]"}),
+    ("gradients", verdicts.Gradients, {"checked": 4, "without": ["unused.weight"], "non_finite": [],
+                                       "norms": {"0.weight": 1.5}}),
+    ("causality", verdicts.Causality, {"length": 2, "first_leak": [0, 1], "matrix": [[1.0, 0.2], [0.5, 1.0]]}),
+    ("lr_range", verdicts.LrRange, {"lrs": [1e-7, 1e-3], "losses": [2.3, 1.9], "suggested": 1e-3, "steps": 2}),
+    ("just_before_the_net", verdicts.BatchSeen, {"shape": [8, 1, 8, 8], "dtype": "float32", "min": -1.0,
+                                                 "max": 2.0, "nan": 0, "channels": [{"channel": 0, "mean": 0.0,
+                                                                                     "std": 1.0}], "images": 8}),
     ("capacity", verdicts.Capacity, {"widths": [16, 32], "train_losses": [0.5, 0.4], "init_losses": [1.0, 1.0],
                                      "best_fall": 0.6, "min_fall": 0.2, "steps": 300, "rows": 512}),
     ("reproducible", verdicts.Reproducibility, {"earlier_run": "r1", "differences": {}}),

@@ -64,7 +64,8 @@ def runs_table(all_runs: list[RunRecord], summaries: dict, dataset_names: dict[s
     n_archived = sum(r.archived for r in all_runs)
     if not st.session_state.get(SHOW_ARCHIVED):
         all_runs = [r for r in all_runs if not r.archived]
-    frame = comparison.runs_frame(all_runs, summaries, dataset_names)
+    frame = reports.with_checks(comparison.runs_frame(all_runs, summaries, dataset_names), all_runs)
+    n_runs = len(frame)
     keys = comparison.metric_keys(frame)
     with st.expander("Filter runs", expanded=False):
         c = st.columns(4)
@@ -83,6 +84,13 @@ def runs_table(all_runs: list[RunRecord], summaries: dict, dataset_names: dict[s
         lo = c[1].number_input("at least", value=None, key="cmp_lo", format="%g")
         hi = c[2].number_input("at most", value=None, key="cmp_hi", format="%g")
         top_n = c[3].number_input("Top N", min_value=1, max_value=1000, value=5, key="cmp_topn")
+        # a pick stays an option after its last red run went (deleted, archived): a widget value must be offered
+        reds = list(dict.fromkeys([*reports.red_check_names(all_runs), *st.session_state.get("cmp_f_red", [])]))
+        red = st.multiselect("Runs with a red check", reds, key="cmp_f_red", disabled=not reds,
+                             placeholder="pick checks" if reds else "no run has a red check",
+                             help="Only runs where any of these checks failed (FAIL)")
+    # before the other filters, so that top N ranks only these runs too
+    frame = reports.keep_red(frame, {r.id: r.checks for r in all_runs}, red)
     run_filter = comparison.RunFilter(
         text=text, tags=tuple(picked_tags), metric="" if rank_metric == "(none)" else rank_metric, lo=lo, hi=hi,
         **{name: tuple(values) for name, values in picked.items()})
@@ -100,7 +108,7 @@ def runs_table(all_runs: list[RunRecord], summaries: dict, dataset_names: dict[s
         set_runs(shown["id"].tolist()[: comparison.MAX_URL_RUNS])
     if b[2].button("Clear chart", disabled=not st.session_state[RUNS]):
         set_runs([])
-    b[3].caption(f"{len(shown):,} of {len(frame):,} runs · select rows to chart them")
+    b[3].caption(f"{len(shown):,} of {n_runs:,} runs · select rows to chart them")
     b[4].toggle(f"Show archived ({n_archived:,})", key=SHOW_ARCHIVED, disabled=not n_archived and
                 not st.session_state.get(SHOW_ARCHIVED), help="Archived runs are off the table and leaderboards; "
                 "nothing of them is deleted")
@@ -111,7 +119,8 @@ def runs_table(all_runs: list[RunRecord], summaries: dict, dataset_names: dict[s
     columns = reports.table_columns(shown.columns, keys, reports.focus_metric(run_filter.metric, keys))
     st.dataframe(shown[columns], key="cmp_table", on_select=rows_selected, selection_mode="multi-row",
                  hide_index=True, width="stretch", height=300,
-                 column_config={"created": st.column_config.TextColumn("created (UTC)")})
+                 column_config={"created": st.column_config.TextColumn("created (UTC)"),
+                                "checks": st.column_config.TextColumn(width="large")})  # red names, untruncated
 
 
 def edit_run(sel: ui.Selection, all_runs: list[RunRecord], dataset_names: dict[str, str]) -> None:
@@ -158,7 +167,8 @@ def chart_controls(by_id: dict[str, RunRecord], view: comparison.View, summaries
                    format_func=lambda i: f"{by_id[i].name} · {by_id[i].model} · {i[:6]}")
     chosen = [by_id[i] for i in st.session_state[RUNS] if i in by_id]
     logged = sorted({k for r in chosen for k in summaries.get(r.id, {})})
-    spec = replace(view.spec, metric=reports.chart_metric(view.spec.metric, logged))
+    points = {k: max(getattr(summaries.get(r.id, {}).get(k), "n", 0) for r in chosen) for k in logged}
+    spec = replace(view.spec, metric=reports.chart_metric(view.spec.metric, logged, points))
 
     c = st.columns([2, 3, 4, 2])
     metric = c[0].selectbox("Metric", logged or [spec.metric], index=(logged or [spec.metric]).index(spec.metric),

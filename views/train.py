@@ -17,6 +17,7 @@ from recipe_core.safetext import markdown_literal
 from recipe_core.tracking import access
 from recipe_core.tracking.records import RunRecord
 from recipe_core.training import artifacts, capacity, jobs, verdicts
+from views import checks as check_views
 
 RUN = "train_run"  # plain session key: the run shown below (also ?run= in the URL)
 POLL_S = 1.0
@@ -214,11 +215,12 @@ def next_steps(run: RunRecord) -> None:
 
 
 # -- the checks first, then the numbers -------------------------------------------------------------------
-def checks(run: RunRecord) -> None:
+def checks(sel: ui.Selection, run: RunRecord) -> None:
+    """The badges, then the details a user's own model's checks carry (the app's own are drawn in the tabs; its
+    zero-input twin is a line on the leaderboard and the curves)."""
     st.markdown("#### Checks")
-    for name, check in reports.ordered_checks(verdicts.read(run.checks)):
-        st.markdown(f"{ui.verdict_badge(check.ok)} **{markdown_literal(name)}**: "
-                    f"{markdown_literal(check.message)}")  # read back from the shared store
+    check_views.badges(run)
+    check_views.details(sel, run, key="train", skip=("input_independent",))
 
 
 def validation_metrics(sel: ui.Selection, run: RunRecord) -> None:
@@ -290,7 +292,7 @@ def overfit_one_batch(run: RunRecord) -> None:
     if over.floor:
         st.caption(f"Loss floor {over.floor:.3g}: {over.n_ambiguous} of the {over.n} examples share their "
                    "input with a different label, so no model can reach zero on this batch.")
-    if over.labels is not None:
+    if over.labels is not None and over.rows:  # the app's own check (a user's model's is drawn with its checks)
         cmp = pd.DataFrame({"row": over.rows, "label": over.labels, "prediction": over.predictions})
         st.dataframe(cmp, hide_index=True)
         curve = pd.DataFrame(over.curve, columns=["step", "value"]).assign(key="train_loss")

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import replace
 
-from recipe_core.cli import data, labels, lifecycle, runs, search, team
+from recipe_core.cli import check, data, labels, lifecycle, runs, search, team
 from recipe_core.config import Settings, load_settings
 from recipe_core.errors import RecipeError, unexpected
 from recipe_core.jsonsafe import plain
@@ -28,7 +29,7 @@ class _Parser(argparse.ArgumentParser):
 def parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m recipe_core", description="Recipe: the training recipe, from a terminal.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for group in (data, runs, lifecycle, search, labels, team):  # the order of `--help`
+    for group in (data, runs, check, lifecycle, search, labels, team):  # the order of `--help`
         group.add_commands(sub)
     for name, s in sub.choices.items():
         if name != "labels":  # each labels command has its own (the others' sub-commands too: lifecycle.json_option)
@@ -75,5 +76,8 @@ def main(argv: list[str] | None = None, own_process: bool = False) -> int:
     except Exception as e:  # a bug: still one line, never a traceback
         print(f"error: {unexpected(e)}", file=sys.stderr)
         return 1
-    print(json.dumps(out, ensure_ascii=False) if args.json else args.show(out))
+    try:
+        print(json.dumps(out, ensure_ascii=False) if args.json else args.show(out), flush=True)
+    except BrokenPipeError:  # `... | head -1` closed the pipe: what it wanted is read; no traceback at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0

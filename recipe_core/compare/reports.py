@@ -24,8 +24,9 @@ def outcome(ok: bool | None) -> Outcome:
     return Outcome.NA if ok is None else Outcome.PASS if ok else Outcome.FAIL
 
 
-CHECK_ORDER = ("loss_at_init", "input_independent", "overfit_one_batch", "batch_independence", "capacity",
-               "reproducible")
+# the batch as the net sees it first: NaN inputs there explain every red below it
+CHECK_ORDER = ("just_before_the_net", "loss_at_init", "gradients", "input_independent", "overfit_one_batch",
+               "batch_independence", "causality", "capacity", "reproducible", "lr_range")
 
 
 def checks_summary(checks: dict) -> str:
@@ -37,12 +38,47 @@ def checks_summary(checks: dict) -> str:
     return f"{failed} failed of {len(applied)}" if failed else f"{len(applied)}/{len(applied)} passed"
 
 
+def red_checks(checks: dict) -> list[str]:
+    """The names of a run's checks that failed (ok False), in the recipe's order."""
+    return [name for name, c in ordered_checks(checks or {}) if isinstance(c, dict) and c.get("ok") is False]
+
+
+def checks_badge(checks: dict) -> str:
+    """A run's checks at a glance, for a table cell: 'FAIL gradients, causality', '8/8 passed', or '–'."""
+    red = red_checks(checks)
+    return f"FAIL {', '.join(red)}" if red else checks_summary(checks or {})
+
+
+def red_check_names(runs: list[RunRecord]) -> list[str]:
+    """Every check that is red in at least one of these runs, in the recipe's order: what a filter offers."""
+    names = {name for r in runs for name in red_checks(r.checks)}
+    return [n for n in CHECK_ORDER if n in names] + sorted(names - set(CHECK_ORDER))
+
+
+def keep_red(frame: pd.DataFrame, checks_by_id: dict[str, dict], names) -> pd.DataFrame:
+    """The rows (with an "id" column) whose run has any of these checks red; every row when no name is given."""
+    names = set(names)
+    if not names or frame.empty:
+        return frame
+    keep = frame["id"].map(lambda i: bool(names & set(red_checks(checks_by_id.get(i, {})))))
+    return frame[keep.astype(bool)].reset_index(drop=True)
+
+
+# The kinds a user's own model gets (rc.check_model, `check`, run.check), whose numbers are drawn in detail.
+DETAIL_KINDS = ("gradients", "batch_independence", "causality", "lr_range", "just_before_the_net")
+
+
+def has_check_details(run: RunRecord) -> bool:
+    """A run whose checks have more to show than their badges: a `check` run, or one with the own-model kinds."""
+    return run.source == "check" or any(k in (run.checks or {}) for k in DETAIL_KINDS)
+
+
 def leaderboard(runs: list[RunRecord]) -> pd.DataFrame:
     """One row per run, best validation loss first; unfinished runs last."""
     rows = []
     for r in runs:
         rows.append({"run": r.name, "id": r.id, "model": r.model, "seed": r.seed, "status": r.status,
-                     "checks": checks_summary(r.checks), **{k: v for k, v in r.metrics.items()},
+                     "checks": checks_badge(r.checks), **{k: v for k, v in r.metrics.items()},
                      "author": r.author, "created": r.created_at[:19].replace("T", " ")})
     board = pd.DataFrame(rows)
     if board.empty:
@@ -101,7 +137,16 @@ def history_frame(points: list[tuple]) -> pd.DataFrame:
 
 # -- the Compare page ---------------------------------------------------------------------------------------
 RUN_COLUMNS = ("name", "status", "model", "dataset", "target", "author", "tags", "source", "created")
+CHECKS_COLUMN = "checks"  # with_checks' badges, after the status when the view added them
 PROVENANCE_COLUMNS = ("stopped", "parent", "hypothesis", "reason", "id")
+
+
+def with_checks(frame: pd.DataFrame, runs: list[RunRecord]) -> pd.DataFrame:
+    """The runs table with a "checks" column: each run's checks_badge."""
+    if frame.empty:
+        return frame.assign(**{CHECKS_COLUMN: pd.Series(dtype=str)})
+    badges = {r.id: checks_badge(r.checks) for r in runs}
+    return frame.assign(**{CHECKS_COLUMN: frame["id"].map(badges).fillna("–")})
 
 
 def linked_view(params: dict[str, str], current: View | None) -> View | None:
@@ -120,19 +165,24 @@ def focus_metric(rank_metric: str, keys: list[str]) -> str:
 
 
 def table_columns(present, keys: list[str], focus: str) -> list[str]:
-    """The runs table's columns in reading order, of those present: who and what, the focus metric's final value,
-    best and best step, every other metric's final value, then where the run came from and why it stopped."""
-    ordered = [*RUN_COLUMNS, comparison.final_column(focus), comparison.best_column(focus),
-               comparison.best_step_column(focus), *(comparison.final_column(k) for k in keys if k != focus),
-               *PROVENANCE_COLUMNS]
+    """The runs table's columns in reading order, of those present: who and what (the checks' badges after the
+    status), the focus metric's final value, best and best step, every other metric's final value, then where the
+    run came from and why it stopped."""
+    ordered = [*RUN_COLUMNS[:2], CHECKS_COLUMN, *RUN_COLUMNS[2:], comparison.final_column(focus),
+               comparison.best_column(focus), comparison.best_step_column(focus),
+               *(comparison.final_column(k) for k in keys if k != focus), *PROVENANCE_COLUMNS]
     return [c for c in dict.fromkeys(ordered) if c in present]
 
 
-def chart_metric(wanted: str, logged: list[str]) -> str:
-    """The metric to chart: the one asked for if the runs logged it, else val_loss, else the first they logged."""
+def chart_metric(wanted: str, logged: list[str], points: dict[str, int] | None = None) -> str:
+    """The metric to chart: the one asked for if the runs logged it, else val_loss, else the one with the most
+    points (a check run: its overfit curve, not a one-point metric), else the first they logged."""
     if not logged or wanted in logged:
         return wanted
-    return "val_loss" if "val_loss" in logged else logged[0]
+    if "val_loss" in logged:
+        return "val_loss"
+    points = points or {}
+    return max(logged, key=lambda k: points.get(k, 0))  # max keeps the first of equals
 
 
 def config_keys(runs: list[RunRecord]) -> list[str]:

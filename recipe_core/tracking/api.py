@@ -120,11 +120,12 @@ def start_run(name: str | None = None, config: dict | None = None, parent: str |
               hypothesis: str | None = None, tags: tuple[str, ...] | list[str] = (), *, dataset: str | None = None,
               target: str | None = None, model: str | None = None, author: str | None = None,
               store_url: str | None = None, source: str = "api", created_at: str | None = None,
-              run_id: str | None = None) -> Run:
+              run_id: str | None = None, run_class: type[Run] | None = None) -> Run:
     """Register a run in the store (RECIPE_STORE_URL, else the local one) and return it for logging.
 
     parent is the id (or an unambiguous prefix) of the run this one changes; hypothesis says what the change
-    should do. dataset and target tie the run to a dataset of the catalog, for the reference lines.
+    should do. dataset and target tie the run to a dataset of the catalog, for the reference lines. run_class: a
+    subclass of Run to return (rc.start_run gives training.script_run.ScriptRun, with watch and check).
     """
     store = Store(store_url or load_settings().store_url)
     try:
@@ -147,7 +148,7 @@ def start_run(name: str | None = None, config: dict | None = None, parent: str |
         started_at=created_at or now_iso(),
         heartbeat=time.time(), parent_id=parent or None, hypothesis=str(hypothesis or ""),
         tags=tuple(str(t) for t in tags), source=source)
-    return Run(store, store.add_run(record))
+    return (run_class or Run)(store, store.add_run(record))
 
 
 def _number(value, what: str) -> float:

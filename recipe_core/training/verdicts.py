@@ -26,6 +26,10 @@ class LossAtInit(Verdict):
     expected: float | None = None  # the formula's loss at step 0
     measured: float | None = None
     tolerance: float | None = None  # relative
+    loss: str | None = None  # cross_entropy, bce, mse, l1, huber (a user's own model); None for the app's models
+    uninformed: float | None = None  # the loss of a model that ignores its input and predicts evenly (ln C, ...)
+    bias: list | None = None  # "init well": the last-layer bias values that start at the prior (or target mean)
+    advice: str = ""  # the init-well advice, when the classes are imbalanced or the target's mean is far from 0
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,45 @@ class BatchIndependence(Verdict):
     other_inputs_reached: int | None = None
     max_other_gradient: float | None = None
     own_gradient: float | None = None
+    # The exact check on a user's model: matrix[i][j] = |d output_i / d input_j| summed, scaled so the largest is 1
+    matrix: list | None = None
+    pairs: list = field(default_factory=list)  # [[output i, input j], ...] that mix (i != j), first ones only
+    batch_norm: list = field(default_factory=list)  # BatchNorm layers in train mode: mixing that is expected
+
+
+@dataclass(frozen=True)
+class Gradients(Verdict):
+    checked: int = 0  # parameters that require grad
+    without: list = field(default_factory=list)  # names whose gradient is None or all zeros
+    non_finite: list = field(default_factory=list)  # names whose gradient holds NaN or inf
+    norms: dict = field(default_factory=dict)  # name -> gradient norm (the first parameters only)
+
+
+@dataclass(frozen=True)
+class Causality(Verdict):
+    length: int | None = None  # positions T
+    first_leak: list | None = None  # [output t, input s] with s > t, the first found; None when causal
+    matrix: list | None = None  # T x T: matrix[t][s] = |d output_t / d input_s| (embeddings), largest 1
+
+
+@dataclass(frozen=True)
+class LrRange(Verdict):
+    lrs: list = field(default_factory=list)  # exponentially growing learning rates, one per step
+    losses: list = field(default_factory=list)  # the (smoothed) training loss after each step
+    suggested: float | None = None  # the steepest fall of the smoothed loss, as fastai's and Lightning's finders
+    steps: int = 0
+
+
+@dataclass(frozen=True)
+class BatchSeen(Verdict):
+    """The first batch exactly as it entered the model (a forward pre-hook); images in the run's artifact."""
+    shape: list = field(default_factory=list)
+    dtype: str = ""
+    min: float | None = None
+    max: float | None = None
+    nan: int = 0  # NaN (and inf) values in the batch
+    channels: list = field(default_factory=list)  # [{"channel": c, "mean": m, "std": s}] (dim 1 of N x C x ...)
+    images: int = 0  # images stored in the "batch_seen" artifact (N x C x H x W batches), 0 otherwise
 
 
 @dataclass(frozen=True)
@@ -80,7 +123,8 @@ class Reproducibility(Verdict):
 
 KINDS: dict[str, type[Verdict]] = {
     "loss_at_init": LossAtInit, "input_independent": InputIndependent, "overfit_one_batch": OverfitOneBatch,
-    "batch_independence": BatchIndependence, "capacity": Capacity, "reproducible": Reproducibility}
+    "batch_independence": BatchIndependence, "capacity": Capacity, "reproducible": Reproducibility,
+    "gradients": Gradients, "causality": Causality, "lr_range": LrRange, "just_before_the_net": BatchSeen}
 
 
 def skipped(why: str) -> Verdict:
