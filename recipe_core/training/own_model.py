@@ -20,6 +20,7 @@ from typing import Callable
 
 import numpy as np
 
+from recipe_core import units
 from recipe_core.config import load_settings
 from recipe_core.errors import BadInput, RecipeError, first_line
 from recipe_core.jsonsafe import plain
@@ -280,7 +281,7 @@ def load_arrays(path_text: str, causal: bool = False, max_bytes: int | None = No
             raise BadInput(f"{path.name}: {key} must hold numbers, not {dtype} values")
     size = sum(int(np.prod(headers[k][0], dtype=np.float64)) * headers[k][1].itemsize for k in ("x", "y"))
     if size > limit:
-        raise BadInput(f"{path.name}: x and y take {size / (1 << 20):,.0f} MB, above the {limit / (1 << 20):,.0f} MB "
+        raise BadInput(f"{path.name}: x and y take {units.human_bytes(size)}, above the {units.human_bytes(limit)} "
                        "limit (RECIPE_MAX_UPLOAD_MB); the checks use a few thousand examples at most, save fewer")
     try:
         with np.load(path, allow_pickle=False) as data:
