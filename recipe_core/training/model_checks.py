@@ -100,8 +100,7 @@ def loss_at_init(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: str,
     c = None
     with torch.no_grad(), mode(model, True):
         if loss == "cross_entropy":
-            c = n_classes_of(loss, forward(model, x[:BATCH_SIZE]), y[:BATCH_SIZE])
-            c = n_classes_of(loss, torch.zeros((*y.shape, c)), y)  # every label among the model's classes
+            c = n_classes_of(loss, forward(model, x[:BATCH_SIZE]), y[:BATCH_SIZE], every=y)
         measured = mean_loss(model, x, y, loss)
     labels = y.numpy()
     blind = losses.uninformed(loss, labels, c)

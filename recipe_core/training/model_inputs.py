@@ -75,28 +75,17 @@ def fresh(factory: Callable[[], nn.Module], seed: int) -> nn.Module:
     return model
 
 
-def n_classes_of(loss: str, out: torch.Tensor, y: torch.Tensor) -> int | None:
+def n_classes_of(loss: str, out: torch.Tensor, y: torch.Tensor, every: torch.Tensor | None = None) -> int | None:
+    """Cross-entropy: the classes the model's logits out (for the labels y) have, once the shapes agree and every
+    label (every, default y: all the rows, not only those out was computed on) is one of them; else one line."""
     if loss != "cross_entropy":
         return None
     align(loss, out, y)  # the shapes, or one line
     c = int(out.shape[-1])
-    if int(y.max()) >= c:
-        raise BadInput(f"y holds class {int(y.max())}, but the model returns logits for {c} classes "
-                       f"(0 to {c - 1})")
+    top = int((y if every is None else every).max())
+    if top >= c:
+        raise BadInput(f"y holds class {top}, but the model returns logits for {c} classes (0 to {c - 1})")
     return c
-
-
-def labels_fit(factory: Callable[[], nn.Module], x: torch.Tensor, y: torch.Tensor, loss: str, seed: int) -> None:
-    """Cross-entropy: every label, not only the first rows', is one of the model's classes (before any check
-    trains on them), or one line."""
-    if loss != "cross_entropy":
-        return
-    model = fresh(factory, seed)
-    with torch.no_grad(), mode(model, False):
-        c = n_classes_of(loss, forward(model, x[:2]), y[:2])
-    if int(y.max()) >= c:
-        raise BadInput(f"y holds class {int(y.max())}, but the model returns logits for {c} classes "
-                       f"(0 to {c - 1})")
 
 
 # -- before the checks --------------------------------------------------------------------------------------
@@ -136,8 +125,8 @@ def prepare(factory: Callable[[], nn.Module], x, y, loss: str | None = None, cau
     try:
         with torch.no_grad(), mode(model, False):
             out = guarded("a first forward", lambda: forward(model, xt[:2]))
-            align(loss, out, yt[:2])
-        guarded("a first forward", lambda: labels_fit(factory, xt, yt, loss, seed))
+        align(loss, out, yt[:2])
+        n_classes_of(loss, out, yt[:2], every=yt)  # before any check trains on a label the model cannot give
     except BadInput as e:
         if inferred and loss == "mse" and bool((yt == yt.round()).all()):
             raise BadInput(f"{e} (the loss defaulted to mse because y is float; for class labels pass "
