@@ -15,7 +15,6 @@ from recipe_core.figures import COLORS, HEIGHT, _empty, _layout
 from recipe_core.safetext import plotly_literal as escape
 
 MAX_MARKS = 400  # cells outlined on a heatmap (a 24-position causal leak has 276)
-DEPENDENCE_FLOOR = 1e-6  # probes.MIX_THRESHOLD: below it (relative to the largest) a cell counts as independent
 GRID_COLUMNS = 8  # images per row of the batch grid
 CELL_PX, GAP_PX, LABEL_PX = 56, 6, 18  # an image's square, the gap between two, the room for a label above one
 WATCH_BINS = 64  # value bins of the step x value heatmap
@@ -23,17 +22,17 @@ WATCH_BINS = 64  # value bins of the step x value heatmap
 
 # -- which output depends on which input -----------------------------------------------------------------
 def dependency_figure(matrix: list[list[float]], title: str, output: str = "output", input_: str = "input",
-                      marks: list | None = None) -> go.Figure:
+                      marks: list | None = None, *, floor: float) -> go.Figure:
     """matrix[i][j]: how much output i depends on input j (largest 1), row i drawn top-down; marks: [i, j] cells
-    to outline (the red pairs, or the leaks). The colour is logarithmic down to the checks' threshold, so a
+    to outline (the red pairs, or the leaks). The colour is logarithmic down to floor, the checks' threshold, so a
     dependence of 1e-4 (a batch mean over 16 examples, a leak through one attention head) shows as clearly as a
     strong one; below the threshold a cell is white."""
     if not matrix or not matrix[0]:
         return _empty(title, HEIGHT)
     raw = [[None if v is None else float(v) for v in row] for row in matrix]
-    shade = [[None if v is None else math.log10(max(v, DEPENDENCE_FLOOR)) for v in row] for row in raw]
+    shade = [[None if v is None else math.log10(max(v, floor)) for v in row] for row in raw]
     n_rows, n_cols = len(raw), len(raw[0])
-    decades = list(range(int(math.log10(DEPENDENCE_FLOOR)), 1))
+    decades = list(range(int(math.log10(floor)), 1))
     fig = go.Figure(go.Heatmap(z=shade, customdata=raw, x=list(range(n_cols)), y=list(range(n_rows)),
                                zmin=decades[0], zmax=0, colorscale="Blues",
                                colorbar={"title": {"text": "dependence", "side": "right"}, "tickvals": decades,
@@ -53,12 +52,6 @@ def dependency_figure(matrix: list[list[float]], title: str, output: str = "outp
     fig = _layout(fig, title, max(HEIGHT, 40 + 22 * min(n_rows, 24)))
     fig.update_layout(showlegend=False)
     return fig
-
-
-def leaks(matrix: list[list[float]], future_only: bool) -> list[list[int]]:
-    """The cells that break independence: off the diagonal (a batch), or above it (causality: input s > t)."""
-    return [[i, j] for i, row in enumerate(matrix or []) for j, v in enumerate(row)
-            if (j > i if future_only else j != i) and v is not None and v > DEPENDENCE_FLOOR]
 
 
 def _dtick(n: int) -> int:

@@ -8,6 +8,7 @@ import pytest
 from recipe_core import check_figures
 from recipe_core.compare import reports
 from recipe_core.tracking.records import RunRecord
+from recipe_core.training import verdicts
 
 
 def mixing_matrix(n: int = 16) -> list[list[float]]:
@@ -20,7 +21,7 @@ def mixing_matrix(n: int = 16) -> list[list[float]]:
 
 def test_the_dependency_heatmap_is_the_matrix_row_by_output():
     matrix = mixing_matrix()
-    fig = check_figures.dependency_figure(matrix, "t", marks=[[0, 1], [3, 7]])
+    fig = check_figures.dependency_figure(matrix, "t", marks=[[0, 1], [3, 7]], floor=1e-6)
     heat = fig.data[0]
     assert np.array_equal(np.asarray(heat.customdata, dtype=float), np.asarray(matrix))  # [i][j]: output i, input j
     # the colour is log10 of the dependence down to the threshold: a weak leak is as visible as a strong one
@@ -29,21 +30,21 @@ def test_the_dependency_heatmap_is_the_matrix_row_by_output():
     assert tuple(fig.layout.yaxis.range) == (15.5, -0.5)  # row 0 on top, as a matrix reads; no padding
     marks = fig.data[1]
     assert list(marks.x) == [1, 7] and list(marks.y) == [0, 3]  # x is the input, y the output
-    assert len(check_figures.dependency_figure(matrix, "t").data) == 1  # nothing to mark: the heatmap only
+    assert len(check_figures.dependency_figure(matrix, "t", floor=1e-6).data) == 1  # nothing to mark: the heatmap only
 
 
 def test_every_leak_is_found_and_none_on_the_allowed_side():
     causal = np.tril(np.ones((4, 4)))
     causal[0, 3] = 1e-4  # output 0 sees input 3: a future position, however weakly
     causal[2, 0] = 1e-9  # below the threshold: independent
-    assert check_figures.leaks(causal.tolist(), future_only=True) == [[0, 3]]
+    assert verdicts.dependent_cells(causal.tolist(), future_only=True) == [[0, 3]]
     batch = np.eye(3)
     batch[1, 0] = batch[2, 1] = 0.01
-    assert check_figures.leaks(batch.tolist(), future_only=False) == [[1, 0], [2, 1]]
+    assert verdicts.dependent_cells(batch.tolist(), future_only=False) == [[1, 0], [2, 1]]
 
 
 def test_an_empty_matrix_says_so():
-    fig = check_figures.dependency_figure([], "t")
+    fig = check_figures.dependency_figure([], "t", floor=1e-6)
     assert fig.layout.annotations[0].text == "no values to show"
 
 

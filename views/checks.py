@@ -95,7 +95,8 @@ def _gradients(sel, run, check: verdicts.Gradients, key: str) -> None:
 def _batch_independence(sel, run, check: verdicts.BatchIndependence, key: str) -> None:
     st.plotly_chart(check_figures.dependency_figure(
         check.matrix, "Which output depends on which input (the batch)", "output of example",
-        "input of example", marks=check_figures.leaks(check.matrix, future_only=False)), width="stretch", key=key)
+        "input of example", marks=verdicts.dependent_cells(check.matrix, future_only=False),
+        floor=verdicts.DEPENDENCE_THRESHOLD), width="stretch", key=key)
     if check.pairs:
         st.text(f"Examples that mix (output ← input), the first {len(check.pairs)}: "
                 + ", ".join(_pair(p, "{} ← {}") for p in check.pairs))
@@ -107,7 +108,8 @@ def _batch_independence(sel, run, check: verdicts.BatchIndependence, key: str) -
 def _causality(sel, run, check: verdicts.Causality, key: str) -> None:
     st.plotly_chart(check_figures.dependency_figure(
         check.matrix, "Which position's output depends on which input position", "output position",
-        "input position", marks=check_figures.leaks(check.matrix, future_only=True)), width="stretch", key=key)
+        "input position", marks=verdicts.dependent_cells(check.matrix, future_only=True),
+        floor=verdicts.DEPENDENCE_THRESHOLD), width="stretch", key=key)
     if check.first_leak:
         st.text("First leak: " + _pair(check.first_leak, "the output at position {} sees the input at {}, "
                                                          "a future position"))

@@ -21,7 +21,6 @@ from recipe_core.training.model_losses import loss_value
 # Inputs whose features sit this far from mean 0, std 1 make the first layer's output (and so the logits) large at
 # init: iris in centimetres starts 21% above ln 3 with PyTorch's default init.
 UNSTANDARDIZED = 3.0
-MIX_THRESHOLD = 1e-6  # relative to the matrix's largest entry: above it, an output depends on that input
 SHOWN_PAIRS = 10
 SHOWN_NORMS = 64
 IMAGE_COUNT = 16
@@ -173,12 +172,6 @@ def batch_norms(model: nn.Module) -> list[str]:
     return [name for name, m in model.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
 
-def mixing_pairs(matrix: np.ndarray) -> list[list[int]]:
-    off = matrix > MIX_THRESHOLD
-    np.fill_diagonal(off, False)
-    return [[int(i), int(j)] for i, j in zip(*np.nonzero(off), strict=True)]
-
-
 def batch_independence(model: nn.Module, x: torch.Tensor, examples: int = 16) -> verdicts.BatchIndependence:
     """Exact: output i may depend on input i only. Train mode, where mixing layers mix; BatchNorm layers mix
     there by design (batch statistics), so when they do, eval mode must be free of mixing."""
@@ -199,7 +192,7 @@ def batch_independence(model: nn.Module, x: torch.Tensor, examples: int = 16) ->
         return verdicts.BatchIndependence(None, "no output depends on any input (all gradients are zero): "
                                           f"nothing to judge; see input_independent{how}", batch=b,
                                           matrix=matrix.tolist())
-    pairs = mixing_pairs(matrix)
+    pairs = verdicts.dependent_cells(matrix, future_only=False)
     norms = batch_norms(model)
     common = dict(batch=b, matrix=matrix.tolist(), pairs=pairs[:SHOWN_PAIRS], batch_norm=norms,
                   other_inputs_reached=len(pairs), own_gradient=float(np.diag(matrix).min()),
@@ -210,7 +203,7 @@ def batch_independence(model: nn.Module, x: torch.Tensor, examples: int = 16) ->
     if norms:
         with mode(model, False):
             eval_matrix, _ = batch_matrix(model, x)
-        eval_pairs = mixing_pairs(eval_matrix)
+        eval_pairs = verdicts.dependent_cells(eval_matrix, future_only=False)
         if not eval_pairs:
             return verdicts.BatchIndependence(
                 True, f"{len(pairs)} pairs of examples mix in train mode only, through BatchNorm "
@@ -246,7 +239,7 @@ def causality(model: nn.Module, x: torch.Tensor) -> verdicts.Causality:
     how = "" if batched else " (one backward per position: an op of the model cannot be vectorized)"
     if not np.isfinite(matrix).all():
         return verdicts.Causality(None, f"the gradients hold NaN/inf: nothing to judge{how}", length=t_len)
-    leaks = [[t, s] for t in range(t_len) for s in range(t + 1, t_len) if matrix[t][s] > MIX_THRESHOLD]
+    leaks = verdicts.dependent_cells(matrix, future_only=True)
     common = dict(length=t_len, matrix=matrix.tolist())
     if not leaks:
         return verdicts.Causality(True, f"each of {t_len} positions depends only on itself and earlier ones{how}",

@@ -69,6 +69,17 @@ class BatchIndependence(Verdict):
     batch_norm: list = field(default_factory=list)  # BatchNorm layers in train mode: mixing that is expected
 
 
+# A dependency matrix's cell above this (relative to its largest, which is 1) is a dependence; below it, float noise.
+DEPENDENCE_THRESHOLD = 1e-6
+
+
+def dependent_cells(matrix, future_only: bool) -> list[list[int]]:
+    """The [i, j] cells of a dependency matrix that break independence: off the diagonal (a batch: output i on
+    input j), or above it (causality: position t on a later input s). The probes judge by it, the pages mark it."""
+    return [[i, j] for i, row in enumerate(matrix if matrix is not None else []) for j, v in enumerate(row)
+            if (j > i if future_only else j != i) and v is not None and v > DEPENDENCE_THRESHOLD]
+
+
 @dataclass(frozen=True)
 class Gradients(Verdict):
     checked: int = 0  # parameters that require grad
