@@ -52,17 +52,23 @@ class Run:
     def log(self, step: int, epoch: float | None = None, wall_time: float | None = None, **metrics) -> None:
         """Record metric values at a step (and optionally the epoch; wall_time defaults to now). Everything is
         checked here, so a point accepted is a point the store can hold."""
-        if self.ended:
-            raise BadInput(f"run {self.run_id} has ended; start a new run to log more")
-        if isinstance(step, bool) or not isinstance(step, Integral) or not -MAX_STEP - 1 <= step <= MAX_STEP:
-            raise BadInput(f"step must be an integer that fits in 64 bits, got {str(step)[:40]!r}")
+        self.check_open()
+        step = checked_step(step)
         at = time.time() if wall_time is None else _number(wall_time, "wall_time")
         epoch = None if epoch is None else _number(epoch, "epoch")
         values = []
         for key, value in metrics.items():
             check_key(key)
-            values.append((key, int(step), _number(value, f"metric {key!r}"), epoch, at))
-        self.points += values
+            values.append((key, step, _number(value, f"metric {key!r}"), epoch, at))
+        self.buffer(values)
+
+    def check_open(self) -> None:
+        if self.ended:
+            raise BadInput(f"run {self.run_id} has ended; start a new run to log more")
+
+    def buffer(self, points: list[tuple]) -> None:
+        """Checked points (key, step, value, epoch, wall_time), written once the buffer is full or a flush is due."""
+        self.points += points
         if len(self.points) >= FLUSH_POINTS or time.monotonic() - self.last_flush >= FLUSH_SECONDS:
             self.flush()
 
@@ -149,6 +155,13 @@ def start_run(name: str | None = None, config: dict | None = None, parent: str |
         heartbeat=time.time(), parent_id=parent or None, hypothesis=str(hypothesis or ""),
         tags=tuple(str(t) for t in tags), source=source)
     return (run_class or Run)(store, store.add_run(record))
+
+
+def checked_step(step) -> int:
+    """A step the store can hold: an integer (not a bool) that fits in int64."""
+    if isinstance(step, bool) or not isinstance(step, Integral) or not -MAX_STEP - 1 <= step <= MAX_STEP:
+        raise BadInput(f"step must be an integer that fits in 64 bits, got {str(step)[:40]!r}")
+    return int(step)
 
 
 def _number(value, what: str) -> float:

@@ -86,7 +86,7 @@ def check_model(factory: Callable, x, y, loss: str | None = None, causal: bool =
         raise BadInput(f"unknown loss {str(loss)[:40]!r}; choose one of {', '.join(model_checks.LOSSES)}")
     budget = budget or model_checks.Budget()
     if not record:
-        found, _ = _run_checks(model_checks, factory, x, y, loss, causal, tolerance, budget, seed)
+        found, _ = run_checks(factory, x, y, loss, causal, tolerance, budget, seed)
         return CheckReport(None, found)
 
     # what can be refused before any check runs is refused before the run exists: no run for a typo in the data
@@ -100,7 +100,7 @@ def check_model(factory: Callable, x, y, loss: str | None = None, causal: bool =
                         dataset=dataset, target=target, model="custom", store_url=store_url, source="check")
     try:
         run.store.update_run(run.run_id, model=prepared.model_name)
-        found, artifacts = _run_checks(model_checks, factory, x, y, loss_name, causal, tolerance, budget, seed)
+        found, artifacts = run_checks(factory, x, y, loss_name, causal, tolerance, budget, seed)
         attach(run, found, artifacts)
         log_curves(run, found)
     except KeyboardInterrupt:
@@ -114,9 +114,15 @@ def check_model(factory: Callable, x, y, loss: str | None = None, causal: bool =
     return CheckReport(run.run_id, found)
 
 
-def _run_checks(model_checks, factory, x, y, loss, causal, tolerance, budget, seed):
+def run_checks(factory: Callable, x, y, loss: str | None = None, causal: bool = False,
+               tolerance: float | None = None, budget=None, seed: int = 0):
+    """model_checks.run_all, unrecorded, with the tolerance from the settings when not given (checked) and anything
+    foreign the user's code raised as one line: (verdicts, artifacts). check_model and a script's run.check."""
+    from recipe_core.training import model_checks  # torch, only now
+
+    tolerance = _tolerance(load_settings().check_tolerance if tolerance is None else tolerance)
     return _guarded(lambda: model_checks.run_all(factory, x, y, loss=loss, causal=causal, tolerance=tolerance,
-                                                 budget=budget, seed=seed))
+                                                 budget=budget or model_checks.Budget(), seed=seed))
 
 
 def _guarded(call: Callable):

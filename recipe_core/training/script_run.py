@@ -14,11 +14,9 @@ import contextlib
 import copy
 import random
 import time
-from numbers import Integral
 
 import numpy as np
 
-from recipe_core.config import load_settings
 from recipe_core.errors import BadInput, RecipeError, first_line
 from recipe_core.tracking import api
 from recipe_core.tracking.records import check_key
@@ -42,19 +40,15 @@ class ScriptRun(api.Run):
     def log_values(self, step: int, values: dict, epochs: dict | None = None) -> None:
         """log() for any metric names, log()'s own ("step", "epoch") included: values {name: number} at step, each
         with its own epoch (x value) from epochs {name: number} when given. Checked as log() checks."""
-        if self.ended:
-            raise BadInput(f"run {self.run_id} has ended; start a new run to log more")
-        if isinstance(step, bool) or not isinstance(step, Integral) or not -api.MAX_STEP - 1 <= step <= api.MAX_STEP:
-            raise BadInput(f"step must be an integer that fits in 64 bits, got {str(step)[:40]!r}")
+        self.check_open()
+        step = api.checked_step(step)
         at, epochs = time.time(), epochs or {}
         points = []
         for key, value in values.items():
             epoch = epochs.get(key)
-            points.append((check_key(key), int(step), api._number(value, f"metric {key!r}"),
+            points.append((check_key(key), step, api._number(value, f"metric {key!r}"),
                            None if epoch is None else api._number(epoch, "epoch"), at))
-        self.points += points
-        if len(self.points) >= api.FLUSH_POINTS or time.monotonic() - self.last_flush >= api.FLUSH_SECONDS:
-            self.flush()
+        self.buffer(points)
 
     def watch(self, model, every: int = 100, log="all") -> None:
         """Histograms per layer of gradients, weights and activations (log: "all", "gradients", "parameters",
@@ -119,23 +113,16 @@ class ScriptRun(api.Run):
             x, y = batch
         except (TypeError, ValueError):
             raise BadInput("batch must be a pair (x, y) of arrays or tensors, examples first") from None
-        from recipe_core.training import model_checks, own_model  # torch, only now
+        from recipe_core.training import own_model  # torch, only now
 
         try:
             snapshot = copy.deepcopy(model, {id(o): None for o in leave_out})
         except Exception as e:  # noqa: BLE001 - a user's model that cannot be copied
             raise BadInput(f"the model cannot be copied for the checks' twins ({type(e).__name__}: "
                            f"{first_line(e, 200)})") from None
-        tolerance = load_settings().check_tolerance if tolerance is None else tolerance
-        budget = budget or model_checks.Budget()
         with kept_random_state():
-            try:
-                found, artifacts = model_checks.run_all(lambda: copy.deepcopy(snapshot), x, y, loss=loss,
-                                                        causal=causal, tolerance=tolerance, budget=budget)
-            except (RecipeError, KeyboardInterrupt):
-                raise
-            except BaseException as e:  # noqa: BLE001 - the user's model raised
-                raise BadInput(f"the model raised {type(e).__name__}: {first_line(e, 300)}") from None
+            found, artifacts = own_model.run_checks(lambda: copy.deepcopy(snapshot), x, y, loss=loss, causal=causal,
+                                                    tolerance=tolerance, budget=budget)
         own_model.attach(self, found, artifacts)
         return own_model.CheckReport(self.run_id, found)
 
